@@ -10,6 +10,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"errors"
 	"fmt"
 )
@@ -142,13 +143,15 @@ func (r *Reader) Uvarint() uint64 {
 		r.fail("bad varint")
 		return 0
 	}
-	if n != len(binary.AppendUvarint(nil, v)) {
+	if n != uvarintLen(v) {
 		r.fail("non-minimal varint")
 		return 0
 	}
 	r.off += n
 	return v
 }
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // UvarintMax reads an unsigned varint and fails if it exceeds max.
 func (r *Reader) UvarintMax(max uint64, field string) uint64 {
@@ -170,7 +173,11 @@ func (r *Reader) Varint() int64 {
 		r.fail("bad varint")
 		return 0
 	}
-	if n != len(binary.AppendVarint(nil, v)) {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	if n != uvarintLen(ux) {
 		r.fail("non-minimal varint")
 		return 0
 	}
@@ -199,7 +206,10 @@ func (r *Reader) Uint64() uint64 {
 // LenBytes reads a uvarint length (at most max) followed by that many bytes.
 // The result aliases the input.
 func (r *Reader) LenBytes(max int, field string) []byte {
-	n := r.UvarintMax(uint64(max), field+" length")
+	n := r.Uvarint()
+	if r.err == nil && n > uint64(max) {
+		r.fail("%s length %d exceeds limit %d", field, n, max)
+	}
 	if r.err != nil {
 		return nil
 	}
