@@ -10,9 +10,9 @@ package wire
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // ErrCorrupt marks data whose bytes are wrong: a malformed encoding, a hash or
