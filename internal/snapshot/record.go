@@ -23,10 +23,10 @@ const (
 // Record is the snapshot's private metadata. The caller seals it (encrypts it
 // to the dataset key) and carries the ciphertext in Envelope.Record.
 type Record struct {
-	Time     int64    // unix nanoseconds when the snapshot was taken
-	Hostname string   // the machine the agent ran on
-	Paths    []string // the backed-up source paths, as given; nil when none
-	Root     tree.Ref // the tree blob of the snapshot's root directory
+	Time     int64      // unix nanoseconds when the snapshot was taken
+	Hostname string     // the machine the agent ran on
+	Paths    []string   // the backed-up source paths, as given; nil when none
+	Root     []tree.Ref // the root tree's encoding, as pieces (tree blobs) to concatenate
 	Files    uint64
 	Dirs     uint64
 	Symlinks uint64
@@ -56,7 +56,7 @@ func (r *Record) Validate() error {
 		}
 		size += 2 + len(p)
 	}
-	if err := r.Root.Validate(); err != nil {
+	if err := tree.ValidatePieces(r.Root); err != nil {
 		return fmt.Errorf("record: root: %w", err)
 	}
 	if size > MaxRecordSize && len(r.encode()) > MaxRecordSize {
@@ -79,7 +79,7 @@ func (r *Record) encode() []byte {
 	for _, p := range r.Paths {
 		w.String(p)
 	}
-	tree.WriteRef(w, r.Root)
+	tree.WritePieces(w, r.Root)
 	w.Uvarint(r.Files)
 	w.Uvarint(r.Dirs)
 	w.Uvarint(r.Symlinks)
@@ -109,7 +109,7 @@ func ParseRecord(b []byte) (*Record, error) {
 			}
 		}
 	}
-	r.Root = tree.ReadRef(rd)
+	r.Root = tree.ReadPieces(rd)
 	r.Files = rd.Uvarint()
 	r.Dirs = rd.Uvarint()
 	r.Symlinks = rd.Uvarint()

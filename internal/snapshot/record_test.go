@@ -23,13 +23,15 @@ func testRecord() *Record {
 		Symlinks: 12,
 		Bytes:    987654321012,
 	}
-	for i := range r.Root.ID {
-		r.Root.ID[i] = byte(i)
+	var root tree.Ref
+	for i := range root.ID {
+		root.ID[i] = byte(i)
 	}
-	for i := range r.Root.Pack {
-		r.Root.Pack[i] = byte(0xa0 + i)
+	for i := range root.Pack {
+		root.Pack[i] = byte(0xa0 + i)
 	}
-	r.Root.Offset, r.Root.Length, r.Root.RawLength = 16<<20-4096, 1234, 5678
+	root.Offset, root.Length, root.RawLength = 16<<20-4096, 1234, 5678
+	r.Root = []tree.Ref{root}
 	return r
 }
 
@@ -89,10 +91,11 @@ func TestRecordValidate(t *testing.T) {
 				r.Paths[i] = strings.Repeat("p", MaxPath)
 			}
 		}, false},
-		{"root zero", func(r *Record) { r.Root = tree.Ref{} }, false},
-		{"root zero length", func(r *Record) { r.Root.Length = 0 }, false},
-		{"root zero raw length", func(r *Record) { r.Root.RawLength = 0 }, false},
-		{"root overflow", func(r *Record) { r.Root.Offset = math.MaxUint64 }, false},
+		{"root zero", func(r *Record) { r.Root = []tree.Ref{{}} }, false},
+		{"root empty", func(r *Record) { r.Root = nil }, false},
+		{"root zero length", func(r *Record) { r.Root[0].Length = 0 }, false},
+		{"root zero raw length", func(r *Record) { r.Root[0].RawLength = 0 }, false},
+		{"root overflow", func(r *Record) { r.Root[0].Offset = math.MaxUint64 }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

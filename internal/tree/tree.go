@@ -120,7 +120,7 @@ type Node struct {
 	MTime   int64  // unix nanoseconds
 	Size    uint64 // file size (files), 0 otherwise
 	Content []Ref  // File: the chunks in order; nil when empty
-	Subtree Ref    // Dir: the tree blob of the subdirectory
+	Subtree []Ref  // Dir: the subdirectory's tree encoding, as pieces (tree blobs) to concatenate
 	Target  string // Symlink: raw target bytes
 }
 
@@ -177,7 +177,7 @@ func (n *Node) validate() error {
 		if n.Target != "" {
 			return errors.New("file has a target")
 		}
-		if !n.Subtree.IsZero() {
+		if len(n.Subtree) != 0 {
 			return errors.New("file has a subtree")
 		}
 		if len(n.Content) > MaxRefs {
@@ -201,11 +201,11 @@ func (n *Node) validate() error {
 		if len(n.Content) != 0 || n.Size != 0 || n.Target != "" {
 			return errors.New("directory has file or symlink fields")
 		}
-		if err := n.Subtree.Validate(); err != nil {
+		if err := ValidatePieces(n.Subtree); err != nil {
 			return fmt.Errorf("subtree: %w", err)
 		}
 	case Symlink:
-		if len(n.Content) != 0 || n.Size != 0 || !n.Subtree.IsZero() {
+		if len(n.Content) != 0 || n.Size != 0 || len(n.Subtree) != 0 {
 			return errors.New("symlink has file or directory fields")
 		}
 		switch {
@@ -235,7 +235,7 @@ func (t *Tree) encode() []byte {
 	size := len(Magic) + binaryLen
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		size += len(n.Name) + len(n.Target) + 6*binaryLen + (len(n.Content)+1)*(refMinSize+3*binaryLen)
+		size += len(n.Name) + len(n.Target) + 6*binaryLen + (len(n.Content)+len(n.Subtree)+1)*(refMinSize+3*binaryLen)
 	}
 	w := wire.NewWriter(make([]byte, 0, size))
 	w.Fixed([]byte(Magic))
@@ -256,7 +256,7 @@ func (t *Tree) encode() []byte {
 				WriteRef(w, r)
 			}
 		case Dir:
-			WriteRef(w, n.Subtree)
+			WritePieces(w, n.Subtree)
 		case Symlink:
 			w.String(n.Target)
 		}
@@ -315,7 +315,7 @@ func Parse(b []byte) (*Tree, error) {
 				spans = append(spans, span{len(nodes), lo, len(refs)})
 			}
 		case Dir:
-			n.Subtree = ReadRef(r)
+			n.Subtree = ReadPieces(r)
 		case Symlink:
 			target := r.Fixed(int(r.UvarintMax(MaxTarget, "target length")))
 			end := r.Offset()
@@ -348,4 +348,55 @@ func (t *Tree) Find(name string) *Node {
 		return &t.Nodes[i]
 	}
 	return nil
+}
+
+// MaxPieces is the most pieces one tree encoding may be cut into.
+const MaxPieces = 1 << 20
+
+// ValidatePieces checks a list of tree pieces: 1..MaxPieces valid refs. A
+// tree's encoding may exceed the largest blob, so a subtree (and a snapshot's
+// root) is the concatenation of the raw bytes of its pieces, in order.
+func ValidatePieces(ps []Ref) error {
+	if len(ps) == 0 {
+		return errors.New("no pieces")
+	}
+	if len(ps) > MaxPieces {
+		return fmt.Errorf("%d pieces exceeds limit %d", len(ps), MaxPieces)
+	}
+	for i, p := range ps {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("piece %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// WritePieces writes uvarint(count) then each ref.
+func WritePieces(w *wire.Writer, ps []Ref) {
+	w.Uvarint(uint64(len(ps)))
+	for _, p := range ps {
+		WriteRef(w, p)
+	}
+}
+
+// ReadPieces reads what WritePieces wrote; the reader fails on an empty or
+// over-long list or an invalid ref.
+func ReadPieces(r *wire.Reader) []Ref {
+	n := r.UvarintMax(MaxPieces, "piece count")
+	if r.Err() != nil {
+		return nil
+	}
+	if n == 0 {
+		r.Failf("empty piece list")
+		return nil
+	}
+	if n > uint64(r.Remaining()/refMinSize) {
+		r.Failf("%d pieces cannot fit in %d bytes", n, r.Remaining())
+		return nil
+	}
+	ps := make([]Ref, 0, n)
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		ps = append(ps, ReadRef(r))
+	}
+	return ps
 }

@@ -39,11 +39,11 @@ func ref(seed byte, raw uint64) Ref {
 func mixed() *Tree {
 	return &Tree{Nodes: []Node{
 		{Name: "-leading-dash", Type: File, Mode: 0o644, UID: 1000, GID: 1000, MTime: 1700000000123456789},
-		{Name: ".hidden", Type: Dir, Mode: 0o1777, MTime: -1, Subtree: ref(1, 300)},
+		{Name: ".hidden", Type: Dir, Mode: 0o1777, MTime: -1, Subtree: []Ref{ref(1, 300)}},
 		{Name: "big", Type: File, Mode: 0o4755, UID: math.MaxUint32, GID: math.MaxUint32, MTime: math.MaxInt64,
 			Size: 3<<20 + 17, Content: []Ref{ref(2, 1<<20), ref(3, 2<<20), ref(4, 17)}},
 		{Name: "link", Type: Symlink, Mode: 0o777, MTime: math.MinInt64, Target: "../etc/passwd"},
-		{Name: "sub", Type: Dir, Mode: 0o755, Subtree: ref(5, 1)},
+		{Name: "sub", Type: Dir, Mode: 0o755, Subtree: []Ref{ref(5, 1)}},
 		{Name: "\xff\xfenot-utf8 ü", Type: File, Mode: 0o600, Size: 5, Content: []Ref{
 			{ID: [32]byte{9}, Pack: [16]byte{9}, Offset: math.MaxUint64 - 1, Length: 1, RawLength: 5}}},
 	}}
@@ -56,7 +56,7 @@ func large(n int) *Tree {
 			MTime: 1700000000000000000 + int64(i)*1e9}
 		switch i % 10 {
 		case 0:
-			nd.Type, nd.Subtree = Dir, ref(byte(i), 4096)
+			nd.Type, nd.Subtree = Dir, []Ref{ref(byte(i), 4096)}
 		case 1:
 			nd.Type, nd.Target = Symlink, "target/of/the/link"
 		default:
@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 		{"file size mismatch", func(t *Tree) { t.Nodes[2].Size++ }, false},
 		{"empty file with size", func(t *Tree) { t.Nodes[0].Size = 1 }, false},
 		{"file with target", func(t *Tree) { t.Nodes[0].Target = "x" }, false},
-		{"file with subtree", func(t *Tree) { t.Nodes[0].Subtree = ref(1, 1) }, false},
+		{"file with subtree", func(t *Tree) { t.Nodes[0].Subtree = []Ref{ref(1, 1)} }, false},
 		{"file chunk zero length", func(t *Tree) { t.Nodes[2].Content[0].Length = 0 }, false},
 		{"file chunk zero raw length", func(t *Tree) {
 			t.Nodes[2].Size -= t.Nodes[2].Content[0].RawLength
@@ -136,7 +136,7 @@ func TestValidate(t *testing.T) {
 			t.Nodes[2].Content = []Ref{ref(1, math.MaxUint64), ref(2, 2)}
 			t.Nodes[2].Size = 1
 		}, false},
-		{"dir without subtree", func(t *Tree) { t.Nodes[1].Subtree = Ref{} }, false},
+		{"dir without subtree", func(t *Tree) { t.Nodes[1].Subtree = nil }, false},
 		{"dir with content", func(t *Tree) { t.Nodes[1].Content = []Ref{ref(1, 1)} }, false},
 		{"dir with size", func(t *Tree) { t.Nodes[1].Size = 1 }, false},
 		{"dir with target", func(t *Tree) { t.Nodes[1].Target = "x" }, false},
@@ -145,14 +145,14 @@ func TestValidate(t *testing.T) {
 		{"symlink target 4096 ok", func(t *Tree) { t.Nodes[3].Target = strings.Repeat("/", 4096) }, true},
 		{"symlink target 4097", func(t *Tree) { t.Nodes[3].Target = strings.Repeat("/", 4097) }, false},
 		{"symlink with content", func(t *Tree) { t.Nodes[3].Content = []Ref{ref(1, 1)} }, false},
-		{"symlink with subtree", func(t *Tree) { t.Nodes[3].Subtree = ref(1, 1) }, false},
+		{"symlink with subtree", func(t *Tree) { t.Nodes[3].Subtree = []Ref{ref(1, 1)} }, false},
 		{"symlink with size", func(t *Tree) { t.Nodes[3].Size = 1 }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			tr := &Tree{Nodes: []Node{
 				file("a"),
-				{Name: "b", Type: Dir, Mode: 0o755, Subtree: ref(1, 100)},
+				{Name: "b", Type: Dir, Mode: 0o755, Subtree: []Ref{ref(1, 100)}},
 				{Name: "c", Type: File, Mode: 0o644, Size: 30, Content: []Ref{ref(2, 10), ref(3, 20)}},
 				{Name: "d", Type: Symlink, Mode: 0o777, Target: "a"},
 			}}
@@ -291,7 +291,7 @@ func goldenInvalid() map[string]*Tree {
 		"bad-duplicate.bin":      bad(func(t *Tree) { t.Nodes[1].Name = t.Nodes[0].Name }),
 		"bad-size.bin":           bad(func(t *Tree) { t.Nodes[2].Size-- }),
 		"bad-symlink-nul.bin":    bad(func(t *Tree) { t.Nodes[3].Target = "/etc\x00" }),
-		"bad-dir-no-subtree.bin": bad(func(t *Tree) { t.Nodes[4].Subtree.Length = 0 }),
+		"bad-dir-no-subtree.bin": bad(func(t *Tree) { t.Nodes[4].Subtree[0].Length = 0 }),
 	}
 }
 

@@ -1,0 +1,136 @@
+// Command embassy is the data embassy: one binary whose subcommands serve the
+// guest's agent, its custodians, its auditors and (later) its hosts.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes (documented in usage and README).
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command could not do what was asked
+	exitUsage   = 2 // bad flags or arguments
+	exitDamage  = 3 // check found damage; every snapshot is still restorable
+	exitLoss    = 4 // check found data that can no longer be restored
+)
+
+// exitError carries an exit code out of run.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintf(stderr, "embassy: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "embassy: %v\n", err)
+	return exitFailure
+}
+
+const usage = `embassy — a data embassy: encrypted, erasure-coded snapshots of a state's
+registries on hosts in allied countries, restorable by a quorum of custodians.
+
+Usage:
+  embassy custodian keygen --name NAME --out FILE     make a custodian key pair (FILE, FILE.pub)
+  embassy init --home HOME --host NAME=DIR ... --data-shards K
+               --custodian NAME=FILE.pub ... --threshold T
+               --dataset NAME ... --shares DIR          set up a guest and its datasets
+  embassy dataset add --home HOME --shares DIR NAME   add a dataset (new key, new shares)
+  embassy backup --home HOME --dataset NAME [--name N] PATH|-
+  embassy snapshots --home HOME [--dataset NAME] [--json]
+  embassy check --home HOME [--read-data] [--json]
+  embassy check --host NAME=DIR ... --identity GUEST.pub [--read-data] [--json]
+  embassy restore --host NAME=DIR ... --share FILE ... --identity CUSTODIAN.key ...
+                  --dataset NAME [--snapshot latest|SEQ|HASH] --target DIR [--json]
+  embassy share inspect FILE ...                      show whom a share file is for
+  embassy demo [--dir DIR] [--size MB]                the whole journey on local hosts
+
+Keys are always read from files, never from arguments. --json prints one JSON
+document on stdout; --quiet prints nothing but errors.
+
+Exit codes:
+  0  success (check: healthy)
+  1  failure: the command could not do what was asked; the message says why
+  2  usage: bad flags or arguments
+  3  check found damage (missing or corrupt shards or envelopes, a stale or
+     unavailable host) but every snapshot is still restorable
+  4  check found loss: some pack has fewer than k good shards, or a dataset has
+     no verifiable snapshot
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: exitUsage, err: errors.New("")}
+	}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "custodian":
+		if len(args) < 2 || args[1] != "keygen" {
+			return usageErr("usage: embassy custodian keygen --name NAME --out FILE")
+		}
+		return e.custodianKeygen(args[2:])
+	case "init":
+		return e.init(args[1:])
+	case "dataset":
+		if len(args) < 2 || args[1] != "add" {
+			return usageErr("usage: embassy dataset add --home HOME --shares DIR NAME")
+		}
+		return e.datasetAdd(args[2:])
+	case "backup":
+		return e.backup(args[1:])
+	case "snapshots":
+		return e.snapshots(args[1:])
+	case "check":
+		return e.check(args[1:])
+	case "restore":
+		return e.restore(args[1:])
+	case "share":
+		if len(args) < 2 || args[1] != "inspect" {
+			return usageErr("usage: embassy share inspect FILE ...")
+		}
+		return e.shareInspect(args[2:])
+	case "demo":
+		return e.demo(args[1:])
+	default:
+		return usageErr("unknown command %q (embassy --help lists them)", args[0])
+	}
+}
+
+type env struct {
+	ctx            context.Context
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}

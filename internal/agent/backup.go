@@ -1,0 +1,871 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/hpke"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/embassy-project/embassy/internal/chunk"
+	"github.com/embassy-project/embassy/internal/erasure"
+	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/home"
+	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/pack"
+	"github.com/embassy-project/embassy/internal/seal"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/snapshot"
+	"github.com/embassy-project/embassy/internal/tree"
+)
+
+// PackTarget is the plaintext size at which a pack is closed and uploaded.
+const PackTarget = 16 << 20
+
+// Options configures one backup.
+type Options struct {
+	Dataset   string
+	Path      string    // a file, a directory, or "-" for Stdin
+	Stdin     io.Reader // read when Path is "-"
+	StdinName string    // the file name recorded for Stdin
+	Hostname  string
+	Now       func() time.Time
+	Progress  func(Progress) // called from another goroutine every ProgressEvery
+	Workers   int            // hash/compress workers; default GOMAXPROCS
+}
+
+// ProgressEvery is how often Options.Progress is called.
+const ProgressEvery = 250 * time.Millisecond
+
+// Progress is a running count.
+type Progress struct {
+	Files, Dirs   uint64
+	Bytes         uint64 // source bytes processed (read or reused)
+	ReadBytes     uint64 // source bytes actually read
+	NewBytes      uint64 // bytes of new chunks (before compression)
+	UploadedBytes uint64 // shard bytes written to hosts
+	PacksUploaded uint64
+}
+
+// Result describes a finished backup.
+type Result struct {
+	Dataset       string   `json:"dataset"`
+	Seq           uint64   `json:"seq"`
+	Envelope      string   `json:"envelope"` // hex address of the signed envelope
+	Files         uint64   `json:"files"`
+	Dirs          uint64   `json:"dirs"`
+	Symlinks      uint64   `json:"symlinks"`
+	Skipped       []string `json:"skipped,omitempty"` // special files not stored
+	Bytes         uint64   `json:"bytes"`
+	ReadBytes     uint64   `json:"read_bytes"`
+	NewBytes      uint64   `json:"new_bytes"`
+	StoredBytes   uint64   `json:"stored_bytes"`   // sealed pack bytes of new packs
+	UploadedBytes uint64   `json:"uploaded_bytes"` // shard bytes written, all hosts
+	NewPacks      uint64   `json:"new_packs"`
+	Packs         int      `json:"packs"` // packs the snapshot references
+	Seconds       float64  `json:"seconds"`
+}
+
+type backup struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	opts   Options
+	ds     *guest.Dataset
+	pub    hpke.PublicKey
+	hasher *chunk.Hasher
+	mac    chunk.Key
+	cache  *cache
+	hosts  []*hosts.Host
+	params erasure.Params
+
+	jobs      chan *chunkJob
+	uploads   chan *packJob
+	workers   sync.WaitGroup
+	upwg      sync.WaitGroup
+	finishers sync.WaitGroup
+
+	data, trees *packer
+
+	mu       sync.Mutex
+	inflight map[chunk.ID]*blobState
+	used     map[[16]byte]struct{}
+	newPacks map[[16]byte]snapshot.PackRef
+	skipped  []string
+
+	bufs  sync.Pool // chunk copies handed to workers (chunk.MaxSize)
+	cbufs sync.Pool // chunker scan buffers (chunk.BufferSize)
+
+	files, dirs, links                           atomic.Uint64
+	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
+	packsUp                                      atomic.Uint64
+}
+
+type blobState struct {
+	done chan struct{}
+	ref  tree.Ref
+	err  error
+}
+
+type chunkJob struct {
+	raw []byte
+	buf *[]byte
+	ref tree.Ref
+	err error
+	wg  *sync.WaitGroup
+}
+
+type packJob struct {
+	id      [16]byte
+	plain   []byte
+	entries []pack.Entry
+}
+
+// Backup makes one snapshot of opts.Path in opts.Dataset on every host.
+func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
+	start := time.Now()
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	ds, err := h.Dataset(opts.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := ds.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s public key: %w", ds.Name, err)
+	}
+	mac, err := h.MACKey(opts.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := hosts.Open(h.Config.Hosts, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range hs {
+		if !x.Available() {
+			return nil, fmt.Errorf("backup writes one shard to every host and %s is not available: %w", x.Name, x.Err)
+		}
+	}
+	c, err := openCache(h.CachePath(opts.Dataset))
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := &backup{
+		ctx: ctx, cancel: cancel, opts: opts, ds: ds, pub: pub,
+		hasher: chunk.NewHasher(chunk.Key(mac)), mac: chunk.Key(mac),
+		cache: c, hosts: hs, params: h.Config.Params(),
+		jobs:     make(chan *chunkJob, 2*opts.Workers),
+		uploads:  make(chan *packJob),
+		inflight: map[chunk.ID]*blobState{},
+		used:     map[[16]byte]struct{}{},
+		newPacks: map[[16]byte]snapshot.PackRef{},
+	}
+	b.bufs.New = func() any { s := make([]byte, chunk.MaxSize); return &s }
+	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
+	b.data = &packer{b: b, typ: pack.BlobData}
+	b.trees = &packer{b: b, typ: pack.BlobTree}
+
+	seq, prev, err := b.head(h)
+	if err != nil {
+		return nil, err
+	}
+
+	for i := 0; i < opts.Workers; i++ {
+		b.workers.Add(1)
+		go b.worker()
+	}
+	for i := 0; i < 2; i++ {
+		b.upwg.Add(1)
+		go b.uploader()
+	}
+	stopProgress := b.progress()
+
+	root, walkErr := b.walkRoot()
+	var rootRef []tree.Ref
+	if walkErr == nil {
+		rootRef, walkErr = b.saveTree(&tree.Tree{Nodes: []tree.Node{root}})
+	}
+	if walkErr != nil {
+		b.fail(walkErr)
+	}
+	b.finishers.Wait()
+	close(b.jobs)
+	b.workers.Wait()
+	b.data.flush()
+	b.trees.flush()
+	close(b.uploads)
+	b.upwg.Wait()
+	stopProgress()
+	if walkErr == nil {
+		walkErr = context.Cause(b.ctx)
+	}
+	if walkErr != nil {
+		if errors.Is(walkErr, context.Canceled) && ctx.Err() != nil && context.Cause(ctx) != nil {
+			walkErr = context.Cause(ctx)
+		}
+		return nil, walkErr
+	}
+
+	refs, err := b.packRefs()
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Now()
+	rec := &snapshot.Record{
+		Time: now.UnixNano(), Hostname: opts.Hostname, Paths: []string{b.sourceName()}, Root: rootRef,
+		Files: b.files.Load(), Dirs: b.dirs.Load(), Symlinks: b.links.Load(), Bytes: b.bytes.Load(),
+	}
+	sealedRec, err := seal.Seal(pub, RecordAD(ds, seq+1), rec.Marshal())
+	if err != nil {
+		return nil, fmt.Errorf("seal snapshot record: %w", err)
+	}
+	names := make([]string, len(hs))
+	for i, x := range hs {
+		names[i] = x.Name
+	}
+	env := &snapshot.Envelope{
+		Guest: ds.Guest, Dataset: ds.ID, Seq: seq + 1, Prev: prev, Time: now.UnixNano(),
+		K: uint8(b.params.K), N: uint8(b.params.N), Hosts: names, Packs: refs, Record: sealedRec,
+	}
+	signed, err := env.Sign(h.Agent)
+	if err != nil {
+		return nil, fmt.Errorf("sign envelope: %w", err)
+	}
+	addr := shardstore.Sum(signed)
+	addrs := make([]shardstore.ID, len(hs))
+	envs := make([][]byte, len(hs))
+	for i := range hs {
+		addrs[i], envs[i] = addr, signed
+	}
+	if err := hosts.PutShards(ctx, hs, addrs, envs, shardstore.KindEnvelope); err != nil {
+		return nil, fmt.Errorf("store envelope: %w", err)
+	}
+	if err := c.addEnvelope(addr, ds.ID, env.Seq); err != nil {
+		return nil, err
+	}
+	if err := c.commit(env.Seq, addr); err != nil {
+		return nil, err
+	}
+	return &Result{
+		Dataset: ds.Name, Seq: env.Seq, Envelope: addr.String(),
+		Files: b.files.Load(), Dirs: b.dirs.Load(), Symlinks: b.links.Load(), Skipped: b.skipped,
+		Bytes: b.bytes.Load(), ReadBytes: b.readBytes.Load(), NewBytes: b.newBytes.Load(),
+		StoredBytes: b.stored.Load(), UploadedBytes: b.uploaded.Load(), NewPacks: b.packsUp.Load(),
+		Packs: len(refs), Seconds: time.Since(start).Seconds(),
+	}, nil
+}
+
+// RecordAD is the associated data sealing the record of snapshot seq: it binds
+// the record to its guest, dataset and sequence number.
+func RecordAD(ds *guest.Dataset, seq uint64) seal.AD {
+	ad := seal.AD{Kind: seal.KindRecord, Guest: ds.Guest, Dataset: ds.ID}
+	binary.BigEndian.PutUint64(ad.Object[8:], seq)
+	return ad
+}
+
+// PackAD is the associated data sealing pack id of dataset ds.
+func PackAD(ds *guest.Dataset, id [16]byte) seal.AD {
+	return seal.AD{Kind: seal.KindPack, Guest: ds.Guest, Dataset: ds.ID, Object: id}
+}
+
+// head finds the sequence number and hash the next snapshot follows: the
+// newest envelope signed by this agent on any host, or the cache's if newer.
+func (b *backup) head(h *home.Home) (uint64, [32]byte, error) {
+	seq, prev := b.cache.head()
+	for _, x := range b.hosts {
+		err := x.Store.List(b.ctx, shardstore.KindEnvelope, func(id shardstore.ID, _ int64) error {
+			dsID, s, ok := b.cache.envelope(id)
+			if !ok {
+				raw, err := x.Store.Get(b.ctx, shardstore.KindEnvelope, id)
+				if err != nil {
+					return nil // a damaged envelope is check's business; it cannot raise the head
+				}
+				env, err := snapshot.Verify(raw, h.Agent.Public())
+				if err != nil || env.Guest != b.ds.Guest {
+					return nil
+				}
+				dsID, s = env.Dataset, env.Seq
+				if err := b.cache.addEnvelope(id, dsID, s); err != nil {
+					return err
+				}
+			}
+			if dsID == b.ds.ID && s > seq {
+				seq, prev = s, id
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, prev, fmt.Errorf("read envelopes of host %s: %w", x.Name, err)
+		}
+	}
+	return seq, prev, nil
+}
+
+func (b *backup) fail(err error) {
+	b.cancel(err)
+}
+
+func (b *backup) progress() func() {
+	if b.opts.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				b.opts.Progress(b.snapshotProgress())
+				return
+			case <-t.C:
+				b.opts.Progress(b.snapshotProgress())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (b *backup) snapshotProgress() Progress {
+	return Progress{Files: b.files.Load(), Dirs: b.dirs.Load(), Bytes: b.bytes.Load(), ReadBytes: b.readBytes.Load(),
+		NewBytes: b.newBytes.Load(), UploadedBytes: b.uploaded.Load(), PacksUploaded: b.packsUp.Load()}
+}
+
+func (b *backup) sourceName() string {
+	if b.opts.Path == "-" {
+		return "-"
+	}
+	abs, err := filepath.Abs(b.opts.Path)
+	if err != nil {
+		return b.opts.Path
+	}
+	return abs
+}
+
+// walkRoot returns the node for the backed-up path (or stream). The snapshot's
+// root tree holds exactly this node, named after the path's last element.
+func (b *backup) walkRoot() (tree.Node, error) {
+	if b.opts.Path == "-" {
+		name := b.opts.StdinName
+		if name == "" {
+			name = "stdin"
+		}
+		n := tree.Node{Name: name, Type: tree.File, Mode: 0o644, MTime: b.opts.Now().UnixNano()}
+		pf, err := b.chunkStream(b.opts.Stdin, "standard input")
+		if err != nil {
+			return n, err
+		}
+		b.files.Add(1)
+		return b.finishFile(n, pf)
+	}
+	abs, err := filepath.Abs(b.opts.Path)
+	if err != nil {
+		return tree.Node{}, err
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return tree.Node{}, fmt.Errorf("back up %s: %w", b.opts.Path, err)
+	}
+	name := filepath.Base(abs)
+	if name == "/" || name == "." {
+		name = "rootfs"
+	}
+	pn, err := b.saveNode(abs, name, fi, nil)
+	if err != nil {
+		return tree.Node{}, err
+	}
+	if pn == nil {
+		return tree.Node{}, fmt.Errorf("back up %s: not a regular file, directory or symlink", b.opts.Path)
+	}
+	return pn.wait(b)
+}
+
+// pendingNode is a tree node whose content or subtree may still be in the pipeline.
+type pendingNode struct {
+	node  tree.Node
+	file  *pendingFile
+	dir   *pendingDir
+	entry *fileEntry // cache entry to record for a regular file
+}
+
+type pendingFile struct {
+	jobs []*chunkJob
+	wg   sync.WaitGroup
+	err  error // read error (set by the walker before wg completes)
+}
+
+type pendingDir struct {
+	done chan struct{}
+	ref  []tree.Ref
+	err  error
+}
+
+func (p *pendingNode) wait(b *backup) (tree.Node, error) {
+	switch {
+	case p.file != nil:
+		n, err := b.finishFile(p.node, p.file)
+		if err == nil && p.entry != nil {
+			p.entry.Content = n.Content
+		}
+		return n, err
+	case p.dir != nil:
+		<-p.dir.done
+		if p.dir.err != nil {
+			return p.node, p.dir.err
+		}
+		p.node.Subtree = p.dir.ref
+	}
+	return p.node, nil
+}
+
+func (b *backup) finishFile(n tree.Node, pf *pendingFile) (tree.Node, error) {
+	pf.wg.Wait()
+	if pf.err != nil {
+		return n, pf.err
+	}
+	n.Content = make([]tree.Ref, 0, len(pf.jobs))
+	n.Size = 0
+	for _, j := range pf.jobs {
+		if j.err != nil {
+			return n, j.err
+		}
+		n.Content = append(n.Content, j.ref)
+		n.Size += j.ref.RawLength
+	}
+	return n, nil
+}
+
+func mode(fi fs.FileInfo) uint32 {
+	m := uint32(fi.Mode().Perm())
+	if fi.Mode()&fs.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if fi.Mode()&fs.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if fi.Mode()&fs.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return m
+}
+
+// saveNode starts saving one file system object. It returns nil for objects
+// that are not stored (devices, sockets, pipes), after recording them.
+func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]fileEntry) (*pendingNode, error) {
+	if err := b.ctx.Err(); err != nil {
+		return nil, context.Cause(b.ctx)
+	}
+	n := tree.Node{Name: name, Mode: mode(fi), MTime: fi.ModTime().UnixNano()}
+	var ino uint64
+	var ctime int64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		n.UID, n.GID = st.Uid, st.Gid
+		ino = st.Ino
+		ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		n.Type = tree.File
+		b.files.Add(1)
+		e := &fileEntry{Name: name, Ino: ino, Size: uint64(fi.Size()), MTime: n.MTime, CTime: ctime, Mode: n.Mode, UID: n.UID, GID: n.GID}
+		if o, ok := old[name]; ok && o.Ino == e.Ino && o.Size == e.Size && o.MTime == e.MTime && o.CTime == e.CTime && b.refsKnown(o.Content) {
+			n.Content, n.Size = o.Content, o.Size
+			e.Content = o.Content
+			b.bytes.Add(o.Size)
+			b.markUsed(o.Content...)
+			return &pendingNode{node: n, entry: e}, nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		pf, err := b.chunkStream(f, path)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return &pendingNode{node: n, file: pf, entry: e}, nil
+	case fi.IsDir():
+		n.Type = tree.Dir
+		b.dirs.Add(1)
+		pd, err := b.saveDir(path)
+		if err != nil {
+			return nil, err
+		}
+		return &pendingNode{node: n, dir: pd}, nil
+	case fi.Mode()&fs.ModeSymlink != 0:
+		n.Type = tree.Symlink
+		t, err := os.Readlink(path)
+		if err != nil {
+			return nil, fmt.Errorf("read link %s: %w", path, err)
+		}
+		n.Target = t
+		b.links.Add(1)
+		return &pendingNode{node: n}, nil
+	default:
+		b.mu.Lock()
+		b.skipped = append(b.skipped, path)
+		b.mu.Unlock()
+		return nil, nil
+	}
+}
+
+// refsKnown reports whether every pack the refs name is known to be stored.
+func (b *backup) refsKnown(refs []tree.Ref) bool {
+	var last [16]byte
+	for i, r := range refs {
+		if i > 0 && r.Pack == last {
+			continue
+		}
+		if !b.cache.hasPack(r.Pack) {
+			return false
+		}
+		last = r.Pack
+	}
+	return true
+}
+
+func (b *backup) markUsed(refs ...tree.Ref) {
+	b.mu.Lock()
+	for _, r := range refs {
+		b.used[r.Pack] = struct{}{}
+	}
+	b.mu.Unlock()
+}
+
+// chunkStream cuts r into chunks and queues them for the workers. It returns
+// once r is read; the chunks may still be in flight.
+func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
+	pf := &pendingFile{}
+	cbuf := b.cbufs.Get().(*[]byte)
+	defer b.cbufs.Put(cbuf)
+	ch, err := chunk.NewChunker(b.mac, r, *cbuf)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		data, err := ch.Next()
+		if len(data) > 0 {
+			buf := b.bufs.Get().(*[]byte)
+			raw := append((*buf)[:0], data...)
+			j := &chunkJob{raw: raw, buf: buf, wg: &pf.wg}
+			pf.jobs = append(pf.jobs, j)
+			pf.wg.Add(1)
+			b.readBytes.Add(uint64(len(data)))
+			b.bytes.Add(uint64(len(data)))
+			select {
+			case b.jobs <- j:
+			case <-b.ctx.Done():
+				pf.wg.Done()
+				pf.wg.Wait()
+				return nil, context.Cause(b.ctx)
+			}
+		}
+		if err == io.EOF {
+			return pf, nil
+		}
+		if err != nil {
+			pf.wg.Wait()
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+	}
+}
+
+func (b *backup) worker() {
+	defer b.workers.Done()
+	for j := range b.jobs {
+		if b.ctx.Err() != nil {
+			j.err = context.Cause(b.ctx)
+		} else {
+			id := b.hasher.Sum(j.raw)
+			j.ref, j.err = b.storeBlob(pack.BlobData, id, j.raw)
+		}
+		b.bufs.Put(j.buf)
+		j.raw, j.buf = nil, nil
+		j.wg.Done()
+	}
+}
+
+// storeBlob deduplicates and, if new, compresses and packs one blob.
+func (b *backup) storeBlob(t pack.BlobType, id chunk.ID, raw []byte) (tree.Ref, error) {
+	b.mu.Lock()
+	st, ok := b.inflight[id]
+	b.mu.Unlock()
+	if !ok {
+		if ref, ok := b.cache.chunk(id); ok {
+			b.markUsed(ref)
+			return ref, nil
+		}
+		b.mu.Lock()
+		st, ok = b.inflight[id]
+		if !ok {
+			st = &blobState{done: make(chan struct{})}
+			b.inflight[id] = st
+		}
+		b.mu.Unlock()
+		if !ok {
+			stored := pack.Compress(nil, raw)
+			p := b.data
+			if t == pack.BlobTree {
+				p = b.trees
+			}
+			st.ref, st.err = p.add(id, stored, len(raw))
+			b.newBytes.Add(uint64(len(raw)))
+			close(st.done)
+		}
+	}
+	<-st.done
+	if st.err == nil {
+		b.markUsed(st.ref)
+	}
+	return st.ref, st.err
+}
+
+// saveDir starts saving a directory: its children are queued now, and a
+// finisher goroutine builds its tree once they are placed.
+func (b *backup) saveDir(path string) (*pendingDir, error) {
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", path, err)
+	}
+	old := b.cache.dirEntries(path)
+	children := make([]*pendingNode, 0, len(ents))
+	for _, e := range ents {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the directory was read
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stat %s: %w", filepath.Join(path, e.Name()), err)
+		}
+		pn, err := b.saveNode(filepath.Join(path, e.Name()), e.Name(), fi, old)
+		if err != nil {
+			return nil, err
+		}
+		if pn != nil {
+			children = append(children, pn)
+		}
+	}
+	pd := &pendingDir{done: make(chan struct{})}
+	b.finishers.Add(1)
+	go func() {
+		defer b.finishers.Done()
+		defer close(pd.done)
+		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
+		var entries []fileEntry
+		for _, c := range children {
+			// Wait for every child even after a failure, so nothing is left
+			// running when the backup returns.
+			n, err := c.wait(b)
+			if err != nil && pd.err == nil {
+				pd.err = err
+				b.fail(err)
+			}
+			t.Nodes = append(t.Nodes, n)
+			if c.entry != nil {
+				entries = append(entries, *c.entry)
+			}
+		}
+		if pd.err != nil || b.ctx.Err() != nil {
+			if pd.err == nil {
+				pd.err = context.Cause(b.ctx)
+			}
+			return
+		}
+		if err := b.cache.putDir(path, entries); err != nil {
+			pd.err = fmt.Errorf("update cache: %w", err)
+			b.fail(pd.err)
+			return
+		}
+		pd.ref, pd.err = b.saveTree(t)
+		if pd.err != nil {
+			b.fail(pd.err)
+		}
+	}()
+	return pd, nil
+}
+
+// saveTree stores a tree's encoding as tree blobs, cut by the keyed chunker
+// so that a large directory that changes a little still deduplicates, and
+// returns the pieces in order.
+func (b *backup) saveTree(t *tree.Tree) ([]tree.Ref, error) {
+	raw, err := t.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode tree: %w", err)
+	}
+	buf := b.cbufs.Get().(*[]byte)
+	defer b.cbufs.Put(buf)
+	ch, err := chunk.NewChunker(b.mac, bytes.NewReader(raw), *buf)
+	if err != nil {
+		return nil, err
+	}
+	var refs []tree.Ref
+	for {
+		piece, err := ch.Next()
+		if len(piece) > 0 {
+			ref, err := b.storeBlob(pack.BlobTree, b.hasher.Sum(piece), piece)
+			if err != nil {
+				return nil, err
+			}
+			refs = append(refs, ref)
+		}
+		if err == io.EOF {
+			return refs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// packer fills one pack at a time with blobs of one type.
+type packer struct {
+	b       *backup
+	typ     pack.BlobType
+	mu      sync.Mutex
+	bld     *pack.Builder
+	id      [16]byte
+	entries []pack.Entry
+}
+
+func (p *packer) add(id chunk.ID, stored []byte, rawLen int) (tree.Ref, error) {
+	p.mu.Lock()
+	if p.bld == nil {
+		p.bld = pack.NewBuilder()
+		if _, err := rand.Read(p.id[:]); err != nil {
+			p.mu.Unlock()
+			return tree.Ref{}, err
+		}
+		p.entries = nil
+	}
+	e := p.bld.Add(p.typ, id, stored, rawLen)
+	p.entries = append(p.entries, e)
+	ref := tree.Ref{ID: e.ID, Pack: p.id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength}
+	var job *packJob
+	if p.bld.Size() >= PackTarget {
+		job = p.take()
+	}
+	p.mu.Unlock()
+	if job != nil {
+		select {
+		case p.b.uploads <- job:
+		case <-p.b.ctx.Done():
+			return ref, context.Cause(p.b.ctx)
+		}
+	}
+	return ref, nil
+}
+
+func (p *packer) take() *packJob {
+	job := &packJob{id: p.id, plain: p.bld.Finish(), entries: p.entries}
+	p.bld, p.entries = nil, nil
+	return job
+}
+
+func (p *packer) flush() {
+	p.mu.Lock()
+	var job *packJob
+	if p.bld != nil && p.bld.Count() > 0 {
+		job = p.take()
+	}
+	p.mu.Unlock()
+	if job != nil && p.b.ctx.Err() == nil {
+		p.b.uploads <- job
+	}
+}
+
+func (b *backup) uploader() {
+	defer b.upwg.Done()
+	for job := range b.uploads {
+		if b.ctx.Err() != nil {
+			continue
+		}
+		if err := b.upload(job); err != nil {
+			b.fail(err)
+		}
+	}
+}
+
+func (b *backup) upload(job *packJob) error {
+	sealed, err := seal.Seal(b.pub, PackAD(b.ds, job.id), job.plain)
+	if err != nil {
+		return fmt.Errorf("seal pack: %w", err)
+	}
+	job.plain = nil
+	shards, err := erasure.Encode(b.params, job.id, sealed)
+	if err != nil {
+		return fmt.Errorf("erasure-code pack: %w", err)
+	}
+	ref := snapshot.PackRef{ID: job.id, Size: uint64(len(sealed)), ShardSize: uint64(len(shards[0]))}
+	addrs := make([]shardstore.ID, len(shards))
+	for i, s := range shards {
+		addrs[i] = shardstore.Sum(s)
+		ref.Shards = append(ref.Shards, addrs[i])
+	}
+	if err := hosts.PutShards(b.ctx, b.hosts, addrs, shards, shardstore.KindShard); err != nil {
+		return err
+	}
+	if err := b.cache.addPack(&ref, job.entries); err != nil {
+		return fmt.Errorf("update cache: %w", err)
+	}
+	b.mu.Lock()
+	b.newPacks[job.id] = ref
+	for _, e := range job.entries {
+		delete(b.inflight, e.ID)
+	}
+	b.mu.Unlock()
+	b.stored.Add(uint64(len(sealed)))
+	for _, s := range shards {
+		b.uploaded.Add(uint64(len(s)))
+	}
+	b.packsUp.Add(1)
+	return nil
+}
+
+// packRefs lists every pack the snapshot references, sorted by ID.
+func (b *backup) packRefs() ([]snapshot.PackRef, error) {
+	out := make([]snapshot.PackRef, 0, len(b.used))
+	for id := range b.used {
+		if r, ok := b.newPacks[id]; ok {
+			out = append(out, r)
+			continue
+		}
+		r, err := b.cache.packRef(id)
+		if err != nil {
+			return nil, fmt.Errorf("pack %x: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, c snapshot.PackRef) int {
+		for i := range a.ID {
+			if a.ID[i] != c.ID[i] {
+				return int(a.ID[i]) - int(c.ID[i])
+			}
+		}
+		return 0
+	})
+	return out, nil
+}

@@ -1,0 +1,305 @@
+package agent
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/embassy-project/embassy/internal/pack"
+	"github.com/embassy-project/embassy/internal/snapshot"
+	"github.com/embassy-project/embassy/internal/tree"
+	"github.com/embassy-project/embassy/internal/wire"
+)
+
+// The cache is a bbolt database in HOME (docs/spec/home.md). It is a cache:
+// every entry is either re-derivable from the hosts (envelopes) or only
+// affects deduplication (chunks, files); deleting it costs one full upload,
+// never correctness. It is written only after the data it describes is
+// durable on every host.
+//
+//	meta     "head" → seq (8) || envelope hash (32); "gen" → "a" or "b"
+//	chunks   chunk ID (32) → pack ID (16) || uvarint offset, length, raw length
+//	packs    pack ID (16) → PackRef encoding (below)
+//	envs     envelope address (32) → dataset ID (16) || seq (8)
+//	files-a, files-b   directory path → the entries seen there (fileEntry list)
+var (
+	bMeta   = []byte("meta")
+	bChunks = []byte("chunks")
+	bPacks  = []byte("packs")
+	bEnvs   = []byte("envs")
+)
+
+type cache struct {
+	db  *bolt.DB
+	gen []byte // bucket of the last completed backup's file entries
+	nxt []byte // bucket this backup writes
+}
+
+func openCache(path string) (*cache, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s: %w (the cache can be deleted; the next backup then uploads everything again)", path, err)
+	}
+	c := &cache{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bMeta, bChunks, bPacks, bEnvs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		c.gen = []byte("files-a")
+		if g := tx.Bucket(bMeta).Get([]byte("gen")); string(g) == "files-b" {
+			c.gen = []byte("files-b")
+		}
+		c.nxt = []byte("files-b")
+		if string(c.gen) == "files-b" {
+			c.nxt = []byte("files-a")
+		}
+		if tx.Bucket(c.nxt) != nil {
+			if err := tx.DeleteBucket(c.nxt); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(c.nxt); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(c.gen)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open cache %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *cache) close() error { return c.db.Close() }
+
+// commit makes this backup's file entries current and syncs to disk.
+func (c *cache) commit(seq uint64, head [32]byte) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		v := make([]byte, 40)
+		binary.BigEndian.PutUint64(v, seq)
+		copy(v[8:], head[:])
+		m := tx.Bucket(bMeta)
+		if err := m.Put([]byte("head"), v); err != nil {
+			return err
+		}
+		if err := m.Put([]byte("gen"), c.nxt); err != nil {
+			return err
+		}
+		return tx.DeleteBucket(c.gen)
+	})
+	if err != nil {
+		return fmt.Errorf("update cache: %w", err)
+	}
+	c.gen, c.nxt = c.nxt, nil
+	return c.db.Sync()
+}
+
+func (c *cache) head() (seq uint64, h [32]byte) {
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bMeta).Get([]byte("head"))
+		if len(v) == 40 {
+			seq = binary.BigEndian.Uint64(v)
+			copy(h[:], v[8:])
+		}
+		return nil
+	})
+	return seq, h
+}
+
+func encodeLoc(pack [16]byte, off, length, raw uint64) []byte {
+	w := wire.NewWriter(make([]byte, 0, 40))
+	w.Fixed(pack[:])
+	w.Uvarint(off)
+	w.Uvarint(length)
+	w.Uvarint(raw)
+	return w.Bytes()
+}
+
+func (c *cache) chunk(id [32]byte) (tree.Ref, bool) {
+	var ref tree.Ref
+	var ok bool
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bChunks).Get(id[:])
+		if v == nil {
+			return nil
+		}
+		r := wire.NewReader(v, "cache chunk")
+		ref.ID = id
+		r.FixedInto(ref.Pack[:])
+		ref.Offset, ref.Length, ref.RawLength = r.Uvarint(), r.Uvarint(), r.Uvarint()
+		ok = r.Done() == nil
+		return nil
+	})
+	return ref, ok
+}
+
+func encodePackRef(p *snapshot.PackRef) []byte {
+	w := wire.NewWriter(nil)
+	w.Uvarint(p.Size)
+	w.Uvarint(p.ShardSize)
+	w.Uvarint(uint64(len(p.Shards)))
+	for _, s := range p.Shards {
+		w.Fixed(s[:])
+	}
+	return w.Bytes()
+}
+
+func decodePackRef(id [16]byte, v []byte) (snapshot.PackRef, error) {
+	r := wire.NewReader(v, "cache pack")
+	p := snapshot.PackRef{ID: id, Size: r.Uvarint(), ShardSize: r.Uvarint()}
+	n := r.UvarintMax(255, "shards")
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		var a [32]byte
+		r.FixedInto(a[:])
+		p.Shards = append(p.Shards, a)
+	}
+	return p, r.Done()
+}
+
+// addPack records a pack that is durable on every host, and where its blobs are.
+func (c *cache) addPack(p *snapshot.PackRef, entries []pack.Entry) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bPacks).Put(p.ID[:], encodePackRef(p)); err != nil {
+			return err
+		}
+		cb := tx.Bucket(bChunks)
+		for _, e := range entries {
+			if err := cb.Put(e.ID[:], encodeLoc(p.ID, e.Offset, e.Length, e.RawLength)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+var errNoPack = errors.New("pack not in cache")
+
+func (c *cache) packRef(id [16]byte) (snapshot.PackRef, error) {
+	var p snapshot.PackRef
+	err := c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bPacks).Get(id[:])
+		if v == nil {
+			return errNoPack
+		}
+		var err error
+		p, err = decodePackRef(id, v)
+		return err
+	})
+	return p, err
+}
+
+func (c *cache) hasPack(id [16]byte) bool {
+	var ok bool
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bPacks).Get(id[:]) != nil
+		return nil
+	})
+	return ok
+}
+
+// envelope bookkeeping: which envelope addresses were already read.
+func (c *cache) envelope(addr [32]byte) (ds [16]byte, seq uint64, ok bool) {
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bEnvs).Get(addr[:])
+		if len(v) == 24 {
+			copy(ds[:], v)
+			seq, ok = binary.BigEndian.Uint64(v[16:]), true
+		}
+		return nil
+	})
+	return ds, seq, ok
+}
+
+func (c *cache) addEnvelope(addr [32]byte, ds [16]byte, seq uint64) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		v := make([]byte, 24)
+		copy(v, ds[:])
+		binary.BigEndian.PutUint64(v[16:], seq)
+		return tx.Bucket(bEnvs).Put(addr[:], v)
+	})
+}
+
+// fileEntry is what the cache remembers of a regular file, to skip reading it
+// again when nothing about it changed.
+type fileEntry struct {
+	Name           string
+	Ino, Size      uint64
+	MTime, CTime   int64
+	Mode, UID, GID uint32
+	Content        []tree.Ref
+}
+
+func encodeEntries(es []fileEntry) []byte {
+	w := wire.NewWriter(nil)
+	w.Uvarint(uint64(len(es)))
+	for _, e := range es {
+		w.String(e.Name)
+		w.Uvarint(e.Ino)
+		w.Uvarint(e.Size)
+		w.Varint(e.MTime)
+		w.Varint(e.CTime)
+		w.Uvarint(uint64(e.Mode))
+		w.Uvarint(uint64(e.UID))
+		w.Uvarint(uint64(e.GID))
+		w.Uvarint(uint64(len(e.Content)))
+		for _, r := range e.Content {
+			w.Fixed(r.ID[:])
+			w.Fixed(encodeLoc(r.Pack, r.Offset, r.Length, r.RawLength))
+		}
+	}
+	return w.Bytes()
+}
+
+func decodeEntries(b []byte) (map[string]fileEntry, error) {
+	r := wire.NewReader(b, "cache files")
+	n := r.UvarintMax(1<<24, "entries")
+	out := make(map[string]fileEntry, n)
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		e := fileEntry{Name: r.String(4096, "name"), Ino: r.Uvarint(), Size: r.Uvarint(), MTime: r.Varint(), CTime: r.Varint(),
+			Mode: uint32(r.Uvarint()), UID: uint32(r.Uvarint()), GID: uint32(r.Uvarint())}
+		nc := r.UvarintMax(1<<24, "refs")
+		for j := uint64(0); j < nc && r.Err() == nil; j++ {
+			var ref tree.Ref
+			r.FixedInto(ref.ID[:])
+			r.FixedInto(ref.Pack[:])
+			ref.Offset, ref.Length, ref.RawLength = r.Uvarint(), r.Uvarint(), r.Uvarint()
+			e.Content = append(e.Content, ref)
+		}
+		out[e.Name] = e
+	}
+	return out, r.Done()
+}
+
+func (c *cache) dirEntries(path string) map[string]fileEntry {
+	var out map[string]fileEntry
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(c.gen).Get([]byte(path)); v != nil {
+			out, _ = decodeEntries(v) // a damaged entry only costs re-reading the files
+		}
+		return nil
+	})
+	return out
+}
+
+func (c *cache) putDir(path string, es []fileEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	return c.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(c.nxt).Put([]byte(path), encodeEntries(es))
+	})
+}
+
+func removeCache(path string) error {
+	err := os.Remove(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

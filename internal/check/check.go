@@ -1,0 +1,236 @@
+// Package check audits what the hosts hold for a guest, without any secret:
+// the signed envelopes (complete, consistent, not forged, not rolled back),
+// and every shard of every pack they list (present with the signed size, or
+// with ReadData, read in full and matching its address; and the pack's
+// shards forming one consistent Reed–Solomon codeword). It names each
+// damaged host and shard and says whether every snapshot is still restorable.
+package check
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/embassy-project/embassy/internal/catalog"
+	"github.com/embassy-project/embassy/internal/erasure"
+	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/snapshot"
+)
+
+// Severity of a problem.
+const (
+	Warning = "warning" // something is off but nothing is damaged (e.g. a host is unreachable)
+	Damage  = "damage"  // a shard or envelope is missing or corrupt; every snapshot is still restorable
+	Loss    = "loss"    // a pack has fewer than k good shards: a snapshot cannot be restored
+)
+
+// Problem is one finding.
+type Problem struct {
+	Severity string `json:"severity"`
+	Kind     string `json:"kind"`
+	Dataset  string `json:"dataset,omitempty"`
+	Host     string `json:"host,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
+	Pack     string `json:"pack,omitempty"`
+	Shard    string `json:"shard,omitempty"`
+	Index    *int   `json:"index,omitempty"`
+	Message  string `json:"message"`
+}
+
+// HostReport summarises one host.
+type HostReport struct {
+	Name      string `json:"name"`
+	Available bool   `json:"available"`
+	Error     string `json:"error,omitempty"`
+	Shards    int    `json:"shards_checked"`
+	Bad       int    `json:"shards_bad"`
+}
+
+// DatasetReport summarises one dataset.
+type DatasetReport struct {
+	Name          string `json:"name"`
+	Snapshots     int    `json:"snapshots"`
+	Latest        uint64 `json:"latest_seq"`
+	Packs         int    `json:"packs"`
+	Unrecoverable int    `json:"unrecoverable_packs"`
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	Healthy    bool            `json:"healthy"`
+	Restorable bool            `json:"restorable"`
+	ReadData   bool            `json:"read_data"`
+	Hosts      []HostReport    `json:"hosts"`
+	Datasets   []DatasetReport `json:"datasets"`
+	Problems   []Problem       `json:"problems"`
+}
+
+// Options configures a check.
+type Options struct {
+	Hosts    []*hosts.Host
+	Identity *guest.Identity
+	Datasets []string // all datasets of the identity when empty
+	ReadData bool
+}
+
+// Run checks every selected dataset on every host.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	rep := &Report{ReadData: o.ReadData, Restorable: true, Problems: []Problem{}}
+	hostIdx := map[string]int{}
+	for i, h := range o.Hosts {
+		hr := HostReport{Name: h.Name, Available: h.Available()}
+		if !h.Available() {
+			hr.Error = h.Err.Error()
+			rep.Problems = append(rep.Problems, Problem{Severity: Warning, Kind: "host-unavailable", Host: h.Name, Message: h.Err.Error()})
+		}
+		rep.Hosts = append(rep.Hosts, hr)
+		hostIdx[h.Name] = i
+	}
+	datasets := o.Identity.Datasets
+	if len(o.Datasets) > 0 {
+		datasets = nil
+		for _, n := range o.Datasets {
+			d := o.Identity.Dataset(n)
+			if d == nil {
+				return nil, fmt.Errorf("the guest identity has no dataset %q", n)
+			}
+			datasets = append(datasets, d)
+		}
+	}
+	served := catalog.Read(ctx, o.Hosts)
+	for _, ds := range datasets {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		dr, err := checkDataset(ctx, o, ds, served, rep, hostIdx)
+		if err != nil {
+			return nil, err
+		}
+		rep.Datasets = append(rep.Datasets, *dr)
+	}
+	rep.Healthy = len(rep.Problems) == 0
+	for _, p := range rep.Problems {
+		if p.Severity == Loss {
+			rep.Restorable = false
+		}
+	}
+	return rep, nil
+}
+
+type packPlace struct {
+	ref    snapshot.PackRef
+	params erasure.Params
+	hosts  []string
+	seq    uint64
+}
+
+func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []catalog.HostEnvelopes, rep *Report, hostIdx map[string]int) (*DatasetReport, error) {
+	view := catalog.Assess(ds, served)
+	dr := &DatasetReport{Name: ds.Name, Snapshots: len(view.Snapshots)}
+	for _, p := range view.Problems {
+		if p.Kind == "unavailable" {
+			continue // reported once per host
+		}
+		rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: p.Kind, Dataset: ds.Name, Host: p.Host, Seq: p.Seq, Message: p.Message})
+	}
+	if l := view.Latest(); l != nil {
+		dr.Latest = l.Env.Seq
+	} else {
+		answered := 0
+		for _, s := range served {
+			if s.Err == nil {
+				answered++
+			}
+		}
+		if answered > 0 {
+			rep.Problems = append(rep.Problems, Problem{Severity: Loss, Kind: "no-snapshot", Dataset: ds.Name,
+				Message: fmt.Sprintf("no host serves a verified snapshot of %s", ds.Name)})
+		}
+		return dr, nil
+	}
+	packs := map[[16]byte]*packPlace{}
+	for _, s := range view.Snapshots {
+		for _, p := range s.Env.Packs {
+			if _, ok := packs[p.ID]; !ok {
+				packs[p.ID] = &packPlace{ref: p, params: erasure.Params{K: int(s.Env.K), N: int(s.Env.N)}, hosts: s.Env.Hosts, seq: s.Env.Seq}
+			}
+		}
+	}
+	dr.Packs = len(packs)
+	ids := make([][16]byte, 0, len(packs))
+	for id := range packs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	for _, id := range ids {
+		pp := packs[id]
+		good := 0
+		var shards [][]byte
+		if o.ReadData {
+			shards = make([][]byte, pp.params.N)
+		}
+		for i := 0; i < pp.params.N; i++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			name := pp.hosts[i]
+			hi, ok := hostIdx[name]
+			if !ok {
+				continue // the auditor was not given this host
+			}
+			h := o.Hosts[hi]
+			if !h.Available() {
+				continue
+			}
+			addr := shardstore.ID(pp.ref.Shards[i])
+			rep.Hosts[hi].Shards++
+			var err error
+			if o.ReadData {
+				var b []byte
+				b, err = h.Store.Get(ctx, shardstore.KindShard, addr)
+				if err == nil && uint64(len(b)) != pp.ref.ShardSize {
+					err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
+				}
+				if err == nil {
+					shards[i] = b
+				}
+			} else {
+				var size int64
+				size, err = h.Store.Stat(ctx, shardstore.KindShard, addr)
+				if err == nil && uint64(size) != pp.ref.ShardSize {
+					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
+				}
+			}
+			if err != nil {
+				sp := hosts.ShardProblem{Host: name, Index: i, Addr: addr, Err: err}
+				kind := sp.Kind()
+				if kind == "unavailable" {
+					kind = "unreadable"
+				}
+				idx := i
+				rep.Hosts[hi].Bad++
+				rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: kind + "-shard", Dataset: ds.Name, Host: name,
+					Seq: pp.seq, Pack: fmt.Sprintf("%x", id), Shard: addr.String(), Index: &idx,
+					Message: fmt.Sprintf("host %s: shard %d of pack %x (%s): %s: %v", name, i, id, addr, kind, err)})
+				continue
+			}
+			good++
+		}
+		if good < pp.params.K {
+			dr.Unrecoverable++
+			rep.Problems = append(rep.Problems, Problem{Severity: Loss, Kind: "unrecoverable-pack", Dataset: ds.Name, Seq: pp.seq,
+				Pack:    fmt.Sprintf("%x", id),
+				Message: fmt.Sprintf("pack %x of %s has %d good shards on the hosts checked, %d are needed", id, ds.Name, good, pp.params.K)})
+			continue
+		}
+		if o.ReadData && good == pp.params.N {
+			if err := erasure.Verify(pp.params, shards); err != nil {
+				rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: "inconsistent-pack", Dataset: ds.Name,
+					Pack: fmt.Sprintf("%x", id), Message: fmt.Sprintf("the shards of pack %x do not form one codeword: %v", id, err)})
+			}
+		}
+	}
+	return dr, nil
+}

@@ -1,0 +1,223 @@
+// Package hosts is the guest's ordered set of hosts: it parses host
+// specifications, opens each host's shard store, and places and fetches the
+// shards of one pack (shard i on host i), checking every shard against the
+// address the agent signed.
+//
+// Only local-directory hosts exist so far; remote hosts plug in as another
+// shardstore.Store behind the same Set.
+package hosts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/embassy-project/embassy/internal/erasure"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/shardstore/fs"
+	"github.com/embassy-project/embassy/internal/wire"
+)
+
+// Spec names one host and where it is.
+type Spec struct {
+	Name     string `json:"name"`
+	Location string `json:"location"` // a local directory
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ParseSpec parses "NAME=LOCATION".
+func ParseSpec(s string) (Spec, error) {
+	name, loc, ok := strings.Cut(s, "=")
+	if !ok || loc == "" {
+		return Spec{}, fmt.Errorf("host %q: want NAME=DIR", s)
+	}
+	if !nameRE.MatchString(name) {
+		return Spec{}, fmt.Errorf("host %q: name must match %s", s, nameRE)
+	}
+	abs, err := filepath.Abs(loc)
+	if err != nil {
+		return Spec{}, fmt.Errorf("host %q: %w", s, err)
+	}
+	return Spec{Name: name, Location: abs}, nil
+}
+
+// ErrUnavailable marks a host that could not be opened or reached.
+var ErrUnavailable = errors.New("host unavailable")
+
+// Host is one opened (or failed) host.
+type Host struct {
+	Spec
+	Store shardstore.Store // nil when Err is set
+	Err   error            // why the host is unavailable
+}
+
+// Available reports whether the host could be opened.
+func (h *Host) Available() bool { return h.Store != nil }
+
+// Open opens each host. With create, missing directories are initialised
+// (guest set-up); without, a host whose store does not exist is reported
+// unavailable rather than silently created. Open fails only on duplicate
+// names; unavailable hosts are returned with Err set.
+func Open(specs []Spec, create bool) ([]*Host, error) {
+	seen := map[string]bool{}
+	var out []*Host
+	for _, s := range specs {
+		if seen[s.Name] {
+			return nil, fmt.Errorf("host %q given twice", s.Name)
+		}
+		seen[s.Name] = true
+		h := &Host{Spec: s}
+		if !create {
+			if _, err := os.Stat(filepath.Join(s.Location, fs.MarkerName)); err != nil {
+				h.Err = fmt.Errorf("%w: %s: no shard store at %s", ErrUnavailable, s.Name, s.Location)
+				out = append(out, h)
+				continue
+			}
+		}
+		st, err := fs.Open(s.Location)
+		if err != nil {
+			h.Err = fmt.Errorf("%w: %s: %v", ErrUnavailable, s.Name, err)
+		} else {
+			h.Store = st
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Placement maps shard indices to hosts for packs written across the named
+// hosts (the order the agent signed in each envelope).
+type Placement struct {
+	Names []string // host name of shard i
+	Hosts []*Host  // nil where the host was not given or is unavailable
+}
+
+// Place lines up the opened hosts with the host names an envelope lists.
+// Hosts not in the list are an error: the caller named a host the guest never
+// wrote to.
+func Place(names []string, hs []*Host) (*Placement, error) {
+	p := &Placement{Names: names, Hosts: make([]*Host, len(names))}
+	for _, h := range hs {
+		i := indexOf(names, h.Name)
+		if i < 0 {
+			return nil, fmt.Errorf("host %q is not one of the snapshot's hosts %v", h.Name, names)
+		}
+		if h.Available() {
+			p.Hosts[i] = h
+		}
+	}
+	return p, nil
+}
+
+func indexOf(names []string, n string) int {
+	for i, x := range names {
+		if x == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// PutShards stores object i (of kind) on host i, all hosts in parallel. Every
+// host must accept: a backup never reports success with a shard missing.
+func PutShards(ctx context.Context, hs []*Host, addrs []shardstore.ID, shards [][]byte, kind shardstore.Kind) error {
+	if len(hs) != len(shards) || len(addrs) != len(shards) {
+		return fmt.Errorf("put shards: %d hosts for %d shards", len(hs), len(shards))
+	}
+	errs := make([]error, len(hs))
+	var wg sync.WaitGroup
+	for i := range hs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			h := hs[i]
+			if !h.Available() {
+				errs[i] = fmt.Errorf("host %s: %w", h.Name, h.Err)
+				return
+			}
+			if err := h.Store.Put(ctx, kind, addrs[i], shards[i]); err != nil {
+				errs[i] = fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, addrs[i], err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ShardProblem records one shard that could not be used.
+type ShardProblem struct {
+	Host  string
+	Index int
+	Addr  shardstore.ID
+	Err   error
+}
+
+// Kind classifies the problem: "missing", "corrupt" or "unavailable".
+func (p ShardProblem) Kind() string {
+	switch {
+	case errors.Is(p.Err, shardstore.ErrNotFound):
+		return "missing"
+	case errors.Is(p.Err, wire.ErrCorrupt):
+		return "corrupt"
+	default:
+		return "unavailable"
+	}
+}
+
+func (p ShardProblem) String() string {
+	return fmt.Sprintf("host %s shard %d (%s): %s: %v", p.Host, p.Index, p.Addr, p.Kind(), p.Err)
+}
+
+// GetPack fetches shards of one pack until k verified ones are in hand
+// (data shards first, which makes decoding a copy), then rebuilds the sealed
+// pack. Shards that are missing or fail their address are reported in
+// problems and skipped. It returns an error wrapping erasure.ErrTooFewShards
+// when fewer than k good shards exist among the available hosts.
+func GetPack(ctx context.Context, pl *Placement, p erasure.Params, addrs []shardstore.ID) ([]byte, []ShardProblem, error) {
+	if len(addrs) != p.N || len(pl.Hosts) != p.N {
+		return nil, nil, fmt.Errorf("get pack: %d addresses, %d hosts, n=%d", len(addrs), len(pl.Hosts), p.N)
+	}
+	shards := make([][]byte, p.N)
+	var problems []ShardProblem
+	good := 0
+	for i := 0; i < p.N && good < p.K; i++ {
+		h := pl.Hosts[i]
+		if h == nil {
+			continue
+		}
+		b, err := h.Store.Get(ctx, shardstore.KindShard, addrs[i])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, problems, ctx.Err()
+			}
+			problems = append(problems, ShardProblem{Host: pl.Names[i], Index: i, Addr: addrs[i], Err: err})
+			continue
+		}
+		shards[i] = b
+		good++
+	}
+	if good < p.K {
+		var missing []string
+		for i, h := range pl.Hosts {
+			if h == nil {
+				missing = append(missing, pl.Names[i]+" (not available)")
+			}
+		}
+		for _, pr := range problems {
+			missing = append(missing, fmt.Sprintf("%s (%s)", pr.Host, pr.Kind()))
+		}
+		return nil, problems, fmt.Errorf("%w: %d good shards of %d needed; unusable: %s",
+			erasure.ErrTooFewShards, good, p.K, strings.Join(missing, ", "))
+	}
+	pack, err := erasure.Decode(p, shards)
+	if err != nil {
+		return nil, problems, fmt.Errorf("rebuild pack: %w", err)
+	}
+	return pack, problems, nil
+}

@@ -1,0 +1,399 @@
+// Package restore rebuilds a snapshot from any k hosts and a threshold of
+// custodians' shares, with HOME gone. It trusts only the dataset identity the
+// shares carry: envelopes must be signed by the agent key named there, every
+// shard must match the address the agent signed, every blob its keyed ID.
+//
+// The target appears only when the restore is complete: files are written
+// under a temporary directory inside the target and renamed into place at
+// the end, so a failed restore never leaves a partial tree looking finished.
+package restore
+
+import (
+	"context"
+	"crypto/hpke"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/embassy-project/embassy/internal/agent"
+	"github.com/embassy-project/embassy/internal/catalog"
+	"github.com/embassy-project/embassy/internal/chunk"
+	"github.com/embassy-project/embassy/internal/custodian"
+	"github.com/embassy-project/embassy/internal/erasure"
+	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/pack"
+	"github.com/embassy-project/embassy/internal/seal"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/share"
+	"github.com/embassy-project/embassy/internal/snapshot"
+	"github.com/embassy-project/embassy/internal/tree"
+	"github.com/embassy-project/embassy/internal/wire"
+)
+
+// ShareFile is one share file's name (for messages) and bytes.
+type ShareFile struct {
+	Name string
+	Data []byte
+}
+
+// Options configures a restore.
+type Options struct {
+	Hosts      []*hosts.Host
+	Shares     []ShareFile
+	Identities []*custodian.Identity
+	Dataset    string
+	Snapshot   string // "latest", a sequence number or an envelope hash prefix
+	Target     string // directory to restore into; the snapshot's root appears inside it
+	Warn       func(string)
+	Progress   func(files, bytes uint64)
+}
+
+// Result describes a finished restore.
+type Result struct {
+	Dataset     string   `json:"dataset"`
+	Fingerprint string   `json:"dataset_fingerprint"`
+	Seq         uint64   `json:"seq"`
+	Envelope    string   `json:"envelope"`
+	Path        string   `json:"path"`
+	Files       uint64   `json:"files"`
+	Dirs        uint64   `json:"dirs"`
+	Symlinks    uint64   `json:"symlinks"`
+	Bytes       uint64   `json:"bytes"`
+	Warnings    []string `json:"warnings,omitempty"`
+}
+
+// Unlock opens and combines share files for one dataset.
+func Unlock(shares []ShareFile, ids []*custodian.Identity, dataset string) (*guest.Dataset, *guest.Secret, error) {
+	if len(shares) == 0 {
+		return nil, nil, errors.New("no --share files given")
+	}
+	if len(ids) == 0 {
+		return nil, nil, errors.New("no --identity files given: each share opens only with its custodian's identity")
+	}
+	var opened []*share.Share
+	for _, f := range shares {
+		s, err := share.Open(f.Data, ids)
+		if err != nil {
+			return nil, nil, fmt.Errorf("share file %s: %w", f.Name, err)
+		}
+		if dataset != "" && s.Dataset.Name != dataset {
+			return nil, nil, fmt.Errorf("share file %s is for dataset %q, not %q", f.Name, s.Dataset.Name, dataset)
+		}
+		opened = append(opened, s)
+	}
+	ds, secret, err := share.Combine(opened)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ds, secret, nil
+}
+
+// Run restores one snapshot.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	warn := o.Warn
+	if warn == nil {
+		warn = func(string) {}
+	}
+	ds, secret, err := Unlock(o.Shares, o.Identities, o.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Dataset: ds.Name, Fingerprint: ds.Fingerprint()}
+	view := catalog.Assess(ds, catalog.Read(ctx, o.Hosts))
+	for _, p := range view.Problems {
+		res.Warnings = append(res.Warnings, p.Message)
+		warn(p.Message)
+	}
+	snap, err := view.Find(o.Snapshot)
+	if err != nil {
+		return res, err
+	}
+	env := snap.Env
+	res.Seq, res.Envelope = env.Seq, fmt.Sprintf("%x", snap.Hash)
+	pl, err := hosts.Place(env.Hosts, o.Hosts)
+	if err != nil {
+		return res, err
+	}
+	recBytes, err := seal.Open(secret.KEM, agent.RecordAD(ds, env.Seq), env.Record)
+	if err != nil {
+		return res, fmt.Errorf("open snapshot record: %w", err)
+	}
+	rec, err := snapshot.ParseRecord(recBytes)
+	if err != nil {
+		return res, fmt.Errorf("open snapshot record: %w", err)
+	}
+	r := &restorer{
+		ctx: ctx, ds: ds, kem: secret.KEM, hasher: chunk.NewHasher(chunk.Key(secret.MACKey)),
+		params: erasure.Params{K: int(env.K), N: int(env.N)}, pl: pl,
+		packs: map[[16]byte]snapshot.PackRef{}, cache: newPackCache(4), warn: warn, progress: o.Progress,
+		root: os.Geteuid() == 0,
+	}
+	for _, p := range env.Packs {
+		r.packs[p.ID] = p
+	}
+	rootTree, err := r.loadTree(rec.Root)
+	if err != nil {
+		return res, err
+	}
+	if len(rootTree.Nodes) != 1 {
+		return res, wire.Corruptf("root tree of snapshot %d has %d entries, want 1", env.Seq, len(rootTree.Nodes))
+	}
+	rootNode := rootTree.Nodes[0]
+	if err := os.MkdirAll(o.Target, 0o755); err != nil {
+		return res, fmt.Errorf("create target: %w", err)
+	}
+	final := filepath.Join(o.Target, rootNode.Name)
+	if _, err := os.Lstat(final); err == nil {
+		return res, fmt.Errorf("%s exists already: restore never overwrites; choose another --target", final)
+	}
+	tmp, err := os.MkdirTemp(o.Target, ".embassy-restore-")
+	if err != nil {
+		return res, fmt.Errorf("create target: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := r.restoreNode(filepath.Join(tmp, rootNode.Name), &rootNode); err != nil {
+		return res, err
+	}
+	if err := syncFS(tmp); err != nil {
+		return res, fmt.Errorf("sync target: %w", err)
+	}
+	if err := os.Rename(filepath.Join(tmp, rootNode.Name), final); err != nil {
+		return res, fmt.Errorf("move restored tree into place: %w", err)
+	}
+	res.Path = final
+	res.Files, res.Dirs, res.Symlinks, res.Bytes = r.files, r.dirs, r.links, r.bytes
+	return res, nil
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+type restorer struct {
+	ctx      context.Context
+	ds       *guest.Dataset
+	kem      hpke.PrivateKey
+	hasher   *chunk.Hasher
+	params   erasure.Params
+	pl       *hosts.Placement
+	packs    map[[16]byte]snapshot.PackRef
+	cache    *packCache
+	warn     func(string)
+	warned   map[string]bool
+	progress func(files, bytes uint64)
+	root     bool
+
+	files, dirs, links, bytes uint64
+}
+
+// pack returns a pack's plaintext, fetching and opening it if needed.
+func (r *restorer) pack(id [16]byte) ([]byte, error) {
+	if p := r.cache.get(id); p != nil {
+		return p, nil
+	}
+	ref, ok := r.packs[id]
+	if !ok {
+		return nil, wire.Corruptf("a tree refers to pack %x, which the snapshot envelope does not list", id)
+	}
+	addrs := make([]shardstore.ID, len(ref.Shards))
+	for i, a := range ref.Shards {
+		addrs[i] = shardstore.ID(a)
+	}
+	sealed, problems, err := hosts.GetPack(r.ctx, r.pl, r.params, addrs)
+	for _, p := range problems {
+		msg := p.String()
+		if r.warned == nil {
+			r.warned = map[string]bool{}
+		}
+		if !r.warned[msg] {
+			r.warned[msg] = true
+			r.warn(msg)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pack %x: %w", id, err)
+	}
+	plain, err := seal.Open(r.kem, agent.PackAD(r.ds, id), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open pack %x: %w", id, err)
+	}
+	r.cache.put(id, plain)
+	return plain, nil
+}
+
+// blob returns a blob's plaintext, verified against its keyed ID.
+func (r *restorer) blob(ref tree.Ref, t pack.BlobType) ([]byte, error) {
+	plain, err := r.pack(ref.Pack)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := pack.Blob(plain, pack.Entry{Type: t, ID: chunk.ID(ref.ID), Offset: ref.Offset, Length: ref.Length, RawLength: ref.RawLength})
+	if err != nil {
+		return nil, fmt.Errorf("blob %x: %w", ref.ID[:8], err)
+	}
+	raw, err := pack.Decompress(nil, stored, int(ref.RawLength))
+	if err != nil {
+		return nil, fmt.Errorf("blob %x: %w", ref.ID[:8], err)
+	}
+	if r.hasher.Sum(raw) != chunk.ID(ref.ID) {
+		return nil, wire.Corruptf("blob %x does not match its ID", ref.ID[:8])
+	}
+	return raw, nil
+}
+
+// loadTree reads a tree's pieces and parses their concatenation.
+func (r *restorer) loadTree(pieces []tree.Ref) (*tree.Tree, error) {
+	var raw []byte
+	for _, ref := range pieces {
+		b, err := r.blob(ref, pack.BlobTree)
+		if err != nil {
+			return nil, fmt.Errorf("load tree: %w", err)
+		}
+		if raw == nil && len(pieces) == 1 {
+			raw = b
+		} else {
+			raw = append(raw, b...)
+		}
+	}
+	t, err := tree.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("load tree: %w", err)
+	}
+	return t, nil
+}
+
+func (r *restorer) restoreNode(path string, n *tree.Node) error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	switch n.Type {
+	case tree.Dir:
+		t, err := r.loadTree(n.Subtree)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := os.Mkdir(path, 0o700); err != nil {
+			return fmt.Errorf("create directory: %w", err)
+		}
+		for i := range t.Nodes {
+			if err := r.restoreNode(filepath.Join(path, t.Nodes[i].Name), &t.Nodes[i]); err != nil {
+				return err
+			}
+		}
+		r.dirs++
+	case tree.File:
+		if err := r.restoreFile(path, n); err != nil {
+			return err
+		}
+		r.files++
+		if r.progress != nil {
+			r.progress(r.files, r.bytes)
+		}
+	case tree.Symlink:
+		if err := os.Symlink(n.Target, path); err != nil {
+			return fmt.Errorf("create symlink: %w", err)
+		}
+		r.links++
+	default:
+		return wire.Corruptf("%s: unknown node type %d", path, n.Type)
+	}
+	return r.setMeta(path, n)
+}
+
+func (r *restorer) restoreFile(path string, n *tree.Node) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create file: %w", err)
+	}
+	for _, ref := range n.Content {
+		data, err := r.blob(ref, pack.BlobData)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		r.bytes += uint64(len(data))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// setMeta applies ownership (as root), mode and modification time. Symlinks
+// get ownership and mtime only.
+func (r *restorer) setMeta(path string, n *tree.Node) error {
+	if r.root {
+		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
+	}
+	if n.Type != tree.Symlink {
+		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times of %s: %w", path, err)
+	}
+	return nil
+}
+
+// packCache keeps the plaintext of the few most recently used packs.
+type packCache struct {
+	max   int
+	order [][16]byte
+	m     map[[16]byte][]byte
+}
+
+func newPackCache(max int) *packCache { return &packCache{max: max, m: map[[16]byte][]byte{}} }
+
+func (c *packCache) get(id [16]byte) []byte {
+	p, ok := c.m[id]
+	if !ok {
+		return nil
+	}
+	for i, x := range c.order {
+		if x == id {
+			c.order = append(append(c.order[:i:i], c.order[i+1:]...), id)
+			break
+		}
+	}
+	return p
+}
+
+func (c *packCache) put(id [16]byte, p []byte) {
+	if len(c.order) >= c.max {
+		delete(c.m, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.order = append(c.order, id)
+	c.m[id] = p
+}
+
+// Describe names the hosts a restore can use, for error messages.
+func Describe(hs []*hosts.Host) string {
+	var parts []string
+	for _, h := range hs {
+		if h.Available() {
+			parts = append(parts, h.Name)
+		} else {
+			parts = append(parts, h.Name+" (unavailable)")
+		}
+	}
+	return strings.Join(parts, ", ")
+}
