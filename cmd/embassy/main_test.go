@@ -49,7 +49,9 @@ type testGuest struct {
 	dir, home, shares string
 }
 
-func (g *testGuest) p(parts ...string) string { return filepath.Join(append([]string{g.dir}, parts...)...) }
+func (g *testGuest) p(parts ...string) string {
+	return filepath.Join(append([]string{g.dir}, parts...)...)
+}
 
 func (g *testGuest) hostFlags(names ...string) []string {
 	var out []string
