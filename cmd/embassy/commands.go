@@ -328,6 +328,7 @@ func (e *env) check(args []string) error {
 	}
 	var specs []hosts.Spec
 	var id *guest.Identity
+	heads := map[string]uint64{}
 	switch {
 	case *homeDir != "":
 		h, err := home.Open(*homeDir)
@@ -335,6 +336,13 @@ func (e *env) check(args []string) error {
 			return err
 		}
 		specs, id = h.Config.Hosts, h.Identity
+		for _, d := range h.Identity.Datasets {
+			seq, _, err := agent.Head(h, d.Name)
+			if err != nil {
+				return err
+			}
+			heads[d.Name] = seq
+		}
 		if len(hostFlags) > 0 {
 			if specs, err = parseHosts(hostFlags); err != nil {
 				return err
@@ -358,7 +366,7 @@ func (e *env) check(args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData})
+	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData, Heads: heads})
 	if err != nil {
 		return err
 	}

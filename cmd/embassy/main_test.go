@@ -408,3 +408,35 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckHomeNoticesRollback: every host drops the newest envelope; only
+// the guest's own check, which knows the head it wrote, can tell.
+func TestCheckHomeNoticesRollback(t *testing.T) {
+	g := newGuest(t, "population")
+	src := g.p("registry")
+	if err := sample.Generate(src, 1<<20, 11); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "backup", "--home", g.home, "--dataset", "population", "--quiet", src)
+	if err := sample.Edit(src, 0.05, 12); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, "backup", "--home", g.home, "--dataset", "population", "--json", src)
+	env := parseJSON[struct{ Envelope string }](t, out).Envelope
+	for _, h := range []string{"a", "b", "c"} {
+		if err := os.Remove(filepath.Join(g.p("hosts", h), "envelopes", env[:2], env)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := embassy(t, "check", "--home", g.home, "--json")
+	c := parseJSON[checkJSON](t, r.stdout)
+	if r.code != exitLoss || len(c.Problems) != 1 || c.Problems[0].Kind != "rolled-back" {
+		t.Fatalf("exit %d, problems %+v", r.code, c.Problems)
+	}
+	// An auditor without HOME sees a consistent (older) history: the
+	// witnessed log of the host node is what closes this gap.
+	r = embassy(t, append([]string{"check", "--identity", g.p("home", "identity.pub")}, g.hostFlags("a", "b", "c")...)...)
+	if r.code != 0 {
+		t.Fatalf("auditor check: exit %d %s", r.code, r.stdout)
+	}
+}

@@ -73,6 +73,9 @@ type Options struct {
 	Identity *guest.Identity
 	Datasets []string // all datasets of the identity when empty
 	ReadData bool
+	// Heads, when known (the guest's own check, from HOME), is the newest
+	// sequence number the agent wrote per dataset name.
+	Heads map[string]uint64
 }
 
 // Run checks every selected dataset on every host.
@@ -134,6 +137,10 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 			continue // reported once per host
 		}
 		rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: p.Kind, Dataset: ds.Name, Host: p.Host, Seq: p.Seq, Message: p.Message})
+	}
+	if head := o.Heads[ds.Name]; head > 0 && head > dr.latestOr(view) {
+		rep.Problems = append(rep.Problems, Problem{Severity: Loss, Kind: "rolled-back", Dataset: ds.Name, Seq: head,
+			Message: fmt.Sprintf("HOME wrote snapshot %d of %s but the newest any host serves is %d: the hosts lost or are withholding the newest snapshots", head, ds.Name, dr.latestOr(view))})
 	}
 	if l := view.Latest(); l != nil {
 		dr.Latest = l.Env.Seq
@@ -233,4 +240,11 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		}
 	}
 	return dr, nil
+}
+
+func (dr *DatasetReport) latestOr(v *catalog.View) uint64 {
+	if l := v.Latest(); l != nil {
+		return l.Env.Seq
+	}
+	return 0
 }
