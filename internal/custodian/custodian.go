@@ -64,17 +64,8 @@ type Recipient struct {
 // ValidName reports whether name is a valid custodian name:
 // [a-z0-9][a-z0-9._-]{0,63}.
 func ValidName(name string) error {
-	if len(name) == 0 || len(name) > MaxNameLen {
+	if !wire.ValidName(name) {
 		return errBadName
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return errBadName
-		}
 	}
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -29,16 +28,14 @@ type Spec struct {
 	Location string `json:"location"` // a local directory
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // ParseSpec parses "NAME=LOCATION".
 func ParseSpec(s string) (Spec, error) {
 	name, loc, ok := strings.Cut(s, "=")
 	if !ok || loc == "" {
 		return Spec{}, fmt.Errorf("host %q: want NAME=DIR", s)
 	}
-	if !nameRE.MatchString(name) {
-		return Spec{}, fmt.Errorf("host %q: name must match %s", s, nameRE)
+	if !wire.ValidName(name) {
+		return Spec{}, fmt.Errorf("host %q: a name is 1 to %d characters of a-z, 0-9 and (not first) . _ -", s, wire.MaxNameLen)
 	}
 	abs, err := filepath.Abs(loc)
 	if err != nil {

@@ -249,19 +249,5 @@ func parseBody(body []byte) (*Envelope, error) {
 	return e, nil
 }
 
-// validHost reports whether h is a host name: [a-z0-9][a-z0-9._-]{0,63}.
-func validHost(h string) bool {
-	if len(h) == 0 || len(h) > MaxHostName {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validHost reports whether h is a host name (wire.ValidName).
+func validHost(h string) bool { return wire.ValidName(h) }

@@ -231,3 +231,25 @@ func (r *Reader) Magic(m string) {
 
 // Failf records a semantic error (a field out of range) at the current offset.
 func (r *Reader) Failf(format string, args ...any) { r.fail(format, args...) }
+
+// MaxNameLen is the longest name ValidName accepts.
+const MaxNameLen = 64
+
+// ValidName reports whether s is a name in the syntax every embassy format
+// uses for guests, datasets, custodians and hosts: [a-z0-9][a-z0-9._-]{0,63}.
+// Names end up in file names and paths, so the syntax is deliberately small.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
