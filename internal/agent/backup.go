@@ -34,6 +34,9 @@ import (
 // PackTarget is the plaintext size at which a pack is closed and uploaded.
 const PackTarget = 16 << 20
 
+// largeChunk is the size from which chunk copies come from a pool.
+const largeChunk = 512 << 10
+
 // Options configures one backup.
 type Options struct {
 	Dataset   string
@@ -104,8 +107,9 @@ type backup struct {
 	newPacks map[[16]byte]snapshot.PackRef
 	skipped  []string
 
-	bufs  sync.Pool // chunk copies handed to workers (chunk.MaxSize)
-	cbufs sync.Pool // chunker scan buffers (chunk.BufferSize)
+	bufs    sync.Pool      // copies of large chunks handed to workers (chunk.MaxSize)
+	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
+	chunker *chunk.Chunker // the walker's own chunker, reset for every file
 
 	files, dirs, links                           atomic.Uint64
 	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
@@ -472,6 +476,9 @@ func mode(fi fs.FileInfo) uint32 {
 	return m
 }
 
+// openFile opens a regular file for reading; tests replace it to inject faults.
+var openFile = func(path string) (io.ReadCloser, error) { return os.Open(path) }
+
 // saveNode starts saving one file system object. It returns nil for objects
 // that are not stored (devices, sockets, pipes), after recording them.
 func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]fileEntry) (*pendingNode, error) {
@@ -498,7 +505,7 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 			b.markUsed(o.Content...)
 			return &pendingNode{node: n, entry: e}, nil
 		}
-		f, err := os.Open(path)
+		f, err := openFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
@@ -560,17 +567,30 @@ func (b *backup) markUsed(refs ...tree.Ref) {
 // once r is read; the chunks may still be in flight.
 func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 	pf := &pendingFile{}
-	cbuf := b.cbufs.Get().(*[]byte)
-	defer b.cbufs.Put(cbuf)
-	ch, err := chunk.NewChunker(b.mac, r, *cbuf)
-	if err != nil {
-		return nil, err
+	if b.chunker == nil {
+		ch, err := chunk.NewChunker(b.mac, r, nil)
+		if err != nil {
+			return nil, err
+		}
+		b.chunker = ch
+	} else {
+		b.chunker.Reset(r)
 	}
+	ch := b.chunker
 	for {
 		data, err := ch.Next()
 		if len(data) > 0 {
-			buf := b.bufs.Get().(*[]byte)
-			raw := append((*buf)[:0], data...)
+			// Small chunks (small files) get an exact copy; large ones a
+			// pooled buffer, so neither wastes a 4 MiB buffer on a 300-byte
+			// file nor allocates 4 MiB per chunk.
+			var buf *[]byte
+			var raw []byte
+			if len(data) < largeChunk {
+				raw = bytes.Clone(data)
+			} else {
+				buf = b.bufs.Get().(*[]byte)
+				raw = append((*buf)[:0], data...)
+			}
 			j := &chunkJob{raw: raw, buf: buf, wg: &pf.wg}
 			pf.jobs = append(pf.jobs, j)
 			pf.wg.Add(1)
@@ -603,7 +623,9 @@ func (b *backup) worker() {
 			id := b.hasher.Sum(j.raw)
 			j.ref, j.err = b.storeBlob(pack.BlobData, id, j.raw)
 		}
-		b.bufs.Put(j.buf)
+		if j.buf != nil {
+			b.bufs.Put(j.buf)
+		}
 		j.raw, j.buf = nil, nil
 		j.wg.Done()
 	}
@@ -716,6 +738,14 @@ func (b *backup) saveTree(t *tree.Tree) ([]tree.Ref, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode tree: %w", err)
 	}
+	if len(raw) < chunk.MinSize {
+		// The chunker would not cut it: one piece, no scan buffer.
+		ref, err := b.storeBlob(pack.BlobTree, b.hasher.Sum(raw), raw)
+		if err != nil {
+			return nil, err
+		}
+		return []tree.Ref{ref}, nil
+	}
 	buf := b.cbufs.Get().(*[]byte)
 	defer b.cbufs.Put(buf)
 	ch, err := chunk.NewChunker(b.mac, bytes.NewReader(raw), *buf)
@@ -754,7 +784,11 @@ type packer struct {
 func (p *packer) add(id chunk.ID, stored []byte, rawLen int) (tree.Ref, error) {
 	p.mu.Lock()
 	if p.bld == nil {
-		p.bld = pack.NewBuilder()
+		if p.typ == pack.BlobData {
+			p.bld = pack.NewBuilderSize(PackTarget + pack.MaxStoredLength + 1<<20)
+		} else {
+			p.bld = pack.NewBuilder()
+		}
 		if _, err := rand.Read(p.id[:]); err != nil {
 			p.mu.Unlock()
 			return tree.Ref{}, err

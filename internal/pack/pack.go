@@ -82,6 +82,11 @@ type Builder struct {
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder { return &Builder{} }
 
+// NewBuilderSize returns an empty Builder whose buffer is preallocated to
+// capacity bytes, so a pack filled to a known target does not double its
+// buffer on the way there.
+func NewBuilderSize(capacity int) *Builder { return &Builder{buf: make([]byte, 0, capacity)} }
+
 // Add appends the stored form of a blob (as made by Compress) and returns its
 // index entry. It panics on arguments no caller should pass: an unknown type,
 // an empty stored form, a raw length above MaxRawLength, a stored form longer
