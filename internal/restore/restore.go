@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -127,10 +130,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("open snapshot record: %w", err)
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	r := &restorer{
-		ctx: ctx, ds: ds, kem: secret.KEM, hasher: chunk.NewHasher(chunk.Key(secret.MACKey)),
+		ctx: ctx, cancel: cancel, ds: ds, kem: secret.KEM, hasher: chunk.NewHasher(chunk.Key(secret.MACKey)),
 		params: erasure.Params{K: int(env.K), N: int(env.N)}, pl: pl,
-		packs: map[[16]byte]snapshot.PackRef{}, cache: newPackCache(4), warn: warn, progress: o.Progress,
+		packs: map[[16]byte]snapshot.PackRef{}, cache: newPackCache(4 + Workers), warn: warn, progress: o.Progress,
 		root: os.Geteuid() == 0,
 	}
 	for _, p := range env.Packs {
@@ -156,7 +161,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, fmt.Errorf("create target: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := r.restoreNode(filepath.Join(tmp, rootNode.Name), &rootNode); err != nil {
+	if err := r.restoreTree(filepath.Join(tmp, rootNode.Name), &rootNode); err != nil {
 		return res, err
 	}
 	if err := syncFS(tmp); err != nil {
@@ -166,7 +171,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, fmt.Errorf("move restored tree into place: %w", err)
 	}
 	res.Path = final
-	res.Files, res.Dirs, res.Symlinks, res.Bytes = r.files, r.dirs, r.links, r.bytes
+	res.Files, res.Dirs, res.Symlinks, res.Bytes = r.files.Load(), r.dirs.Load(), r.links.Load(), r.bytes.Load()
 	return res, nil
 }
 
@@ -181,6 +186,7 @@ func syncFS(dir string) error {
 
 type restorer struct {
 	ctx      context.Context
+	cancel   context.CancelCauseFunc
 	ds       *guest.Dataset
 	kem      hpke.PrivateKey
 	hasher   *chunk.Hasher
@@ -188,19 +194,38 @@ type restorer struct {
 	pl       *hosts.Placement
 	packs    map[[16]byte]snapshot.PackRef
 	cache    *packCache
+	warnMu   sync.Mutex
 	warn     func(string)
 	warned   map[string]bool
 	progress func(files, bytes uint64)
 	root     bool
 
-	files, dirs, links, bytes uint64
+	jobs    chan fileJob
+	workers sync.WaitGroup
+	dirMeta []dirJob // directories in creation order; metadata applied in reverse
+
+	files, dirs, links, bytes atomic.Uint64
 }
+
+type fileJob struct {
+	path string
+	node *tree.Node
+}
+
+type dirJob struct {
+	path string
+	node tree.Node
+}
+
+// Workers is the number of files restored at once.
+var Workers = 2 * runtime.GOMAXPROCS(0)
 
 // pack returns a pack's plaintext, fetching and opening it if needed.
 func (r *restorer) pack(id [16]byte) ([]byte, error) {
-	if p := r.cache.get(id); p != nil {
-		return p, nil
-	}
+	return r.cache.get(id, func() ([]byte, error) { return r.fetchPack(id) })
+}
+
+func (r *restorer) fetchPack(id [16]byte) ([]byte, error) {
 	ref, ok := r.packs[id]
 	if !ok {
 		return nil, wire.Corruptf("a tree refers to pack %x, which the snapshot envelope does not list", id)
@@ -212,6 +237,7 @@ func (r *restorer) pack(id [16]byte) ([]byte, error) {
 	sealed, problems, err := hosts.GetPack(r.ctx, r.pl, r.params, addrs)
 	for _, p := range problems {
 		msg := p.String()
+		r.warnMu.Lock()
 		if r.warned == nil {
 			r.warned = map[string]bool{}
 		}
@@ -219,6 +245,7 @@ func (r *restorer) pack(id [16]byte) ([]byte, error) {
 			r.warned[msg] = true
 			r.warn(msg)
 		}
+		r.warnMu.Unlock()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pack %x: %w", id, err)
@@ -227,7 +254,6 @@ func (r *restorer) pack(id [16]byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pack %x: %w", id, err)
 	}
-	r.cache.put(id, plain)
 	return plain, nil
 }
 
@@ -272,9 +298,55 @@ func (r *restorer) loadTree(pieces []tree.Ref) (*tree.Tree, error) {
 	return t, nil
 }
 
-func (r *restorer) restoreNode(path string, n *tree.Node) error {
-	if err := r.ctx.Err(); err != nil {
+// restoreTree restores n at path: this goroutine walks the trees, creating
+// directories and symlinks, while Workers goroutines write file contents.
+// Directory modes and times are applied last, deepest first, so writing into
+// a read-only directory or touching its entries never disturbs them.
+func (r *restorer) restoreTree(path string, n *tree.Node) error {
+	r.jobs = make(chan fileJob, Workers)
+	for i := 0; i < Workers; i++ {
+		r.workers.Add(1)
+		go func() {
+			defer r.workers.Done()
+			for j := range r.jobs {
+				if r.ctx.Err() != nil {
+					continue
+				}
+				if err := r.restoreFile(j.path, j.node); err != nil {
+					r.cancel(err)
+					continue
+				}
+				if err := r.setMeta(j.path, j.node); err != nil {
+					r.cancel(err)
+					continue
+				}
+				files := r.files.Add(1)
+				if r.progress != nil {
+					r.progress(files, r.bytes.Load())
+				}
+			}
+		}()
+	}
+	err := r.walk(path, n)
+	close(r.jobs)
+	r.workers.Wait()
+	if err == nil {
+		err = context.Cause(r.ctx)
+	}
+	if err != nil {
 		return err
+	}
+	for i := len(r.dirMeta) - 1; i >= 0; i-- {
+		if err := r.setMeta(r.dirMeta[i].path, &r.dirMeta[i].node); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *restorer) walk(path string, n *tree.Node) error {
+	if r.ctx.Err() != nil {
+		return context.Cause(r.ctx)
 	}
 	switch n.Type {
 	case tree.Dir:
@@ -285,29 +357,29 @@ func (r *restorer) restoreNode(path string, n *tree.Node) error {
 		if err := os.Mkdir(path, 0o700); err != nil {
 			return fmt.Errorf("create directory: %w", err)
 		}
+		r.dirMeta = append(r.dirMeta, dirJob{path: path, node: tree.Node{Type: n.Type, Mode: n.Mode, UID: n.UID, GID: n.GID, MTime: n.MTime}})
+		r.dirs.Add(1)
 		for i := range t.Nodes {
-			if err := r.restoreNode(filepath.Join(path, t.Nodes[i].Name), &t.Nodes[i]); err != nil {
+			if err := r.walk(filepath.Join(path, t.Nodes[i].Name), &t.Nodes[i]); err != nil {
 				return err
 			}
 		}
-		r.dirs++
 	case tree.File:
-		if err := r.restoreFile(path, n); err != nil {
-			return err
-		}
-		r.files++
-		if r.progress != nil {
-			r.progress(r.files, r.bytes)
+		select {
+		case r.jobs <- fileJob{path: path, node: n}:
+		case <-r.ctx.Done():
+			return context.Cause(r.ctx)
 		}
 	case tree.Symlink:
 		if err := os.Symlink(n.Target, path); err != nil {
 			return fmt.Errorf("create symlink: %w", err)
 		}
-		r.links++
+		r.links.Add(1)
+		return r.setMeta(path, n)
 	default:
 		return wire.Corruptf("%s: unknown node type %d", path, n.Type)
 	}
-	return r.setMeta(path, n)
+	return nil
 }
 
 func (r *restorer) restoreFile(path string, n *tree.Node) error {
@@ -325,7 +397,7 @@ func (r *restorer) restoreFile(path string, n *tree.Node) error {
 			f.Close()
 			return fmt.Errorf("write %s: %w", path, err)
 		}
-		r.bytes += uint64(len(data))
+		r.bytes.Add(uint64(len(data)))
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -353,36 +425,74 @@ func (r *restorer) setMeta(path string, n *tree.Node) error {
 	return nil
 }
 
-// packCache keeps the plaintext of the few most recently used packs.
+// packCache keeps the plaintext of the most recently used packs and makes
+// sure each pack is fetched once even when several workers need it at once.
 type packCache struct {
+	mu    sync.Mutex
 	max   int
-	order [][16]byte
-	m     map[[16]byte][]byte
+	tick  uint64
+	items map[[16]byte]*cacheItem
 }
 
-func newPackCache(max int) *packCache { return &packCache{max: max, m: map[[16]byte][]byte{}} }
+type cacheItem struct {
+	done  chan struct{}
+	plain []byte
+	err   error
+	used  uint64
+}
 
-func (c *packCache) get(id [16]byte) []byte {
-	p, ok := c.m[id]
-	if !ok {
-		return nil
+func newPackCache(max int) *packCache {
+	return &packCache{max: max, items: map[[16]byte]*cacheItem{}}
+}
+
+// get returns the pack's plaintext, calling fetch (once) if it is not cached.
+func (c *packCache) get(id [16]byte, fetch func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	c.tick++
+	it, ok := c.items[id]
+	if ok {
+		it.used = c.tick
+		c.mu.Unlock()
+		<-it.done
+		return it.plain, it.err
 	}
-	for i, x := range c.order {
-		if x == id {
-			c.order = append(append(c.order[:i:i], c.order[i+1:]...), id)
-			break
+	it = &cacheItem{done: make(chan struct{}), used: c.tick}
+	c.items[id] = it
+	c.evict()
+	c.mu.Unlock()
+	it.plain, it.err = fetch()
+	close(it.done)
+	if it.err != nil {
+		c.mu.Lock()
+		if c.items[id] == it {
+			delete(c.items, id)
 		}
+		c.mu.Unlock()
 	}
-	return p
+	return it.plain, it.err
 }
 
-func (c *packCache) put(id [16]byte, p []byte) {
-	if len(c.order) >= c.max {
-		delete(c.m, c.order[0])
-		c.order = c.order[1:]
+// evict drops least recently used finished packs beyond max. Callers hold mu.
+func (c *packCache) evict() {
+	for len(c.items) > c.max {
+		var oldest [16]byte
+		var found bool
+		var min uint64
+		for id, it := range c.items {
+			select {
+			case <-it.done:
+			default:
+				continue // still being fetched
+			}
+			if !found || it.used < min {
+				oldest, min, found = id, it.used, true
+			}
+		}
+		if !found {
+			return
+		}
+		delete(c.items, oldest)
 	}
-	c.order = append(c.order, id)
-	c.m[id] = p
 }
 
 // Describe names the hosts a restore can use, for error messages.
