@@ -397,14 +397,23 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	if name == "/" || name == "." {
 		name = "rootfs"
 	}
-	pn, err := b.saveNode(abs, name, fi, nil)
+	// A root that is a single file has no directory of its own in the cache;
+	// it gets an entry under a key no directory path can take.
+	rootKey := "\x00root\x00" + abs
+	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey))
 	if err != nil {
 		return tree.Node{}, err
 	}
 	if pn == nil {
 		return tree.Node{}, fmt.Errorf("back up %s: not a regular file, directory or symlink", b.opts.Path)
 	}
-	return pn.wait(b)
+	n, err := pn.wait(b)
+	if err == nil && pn.entry != nil {
+		if err := b.cache.putDir(rootKey, []fileEntry{*pn.entry}); err != nil {
+			return n, fmt.Errorf("update cache: %w", err)
+		}
+	}
+	return n, err
 }
 
 // pendingNode is a tree node whose content or subtree may still be in the pipeline.
@@ -477,7 +486,27 @@ func mode(fi fs.FileInfo) uint32 {
 }
 
 // openFile opens a regular file for reading; tests replace it to inject faults.
-var openFile = func(path string) (io.ReadCloser, error) { return os.Open(path) }
+var openFile = openRegular
+
+// openRegular opens path without blocking and makes sure it is still a
+// regular file: one replaced by a FIFO between the directory listing and the
+// open must not hang the backup.
+func openRegular(path string) (io.ReadCloser, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s changed into a %v while being backed up", path, fi.Mode().Type())
+	}
+	return f, nil
+}
 
 // saveNode starts saving one file system object. It returns nil for objects
 // that are not stored (devices, sockets, pipes), after recording them.

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -164,12 +166,17 @@ func decodePackRef(id [16]byte, v []byte) (snapshot.PackRef, error) {
 
 // addPack records a pack that is durable on every host, and where its blobs are.
 func (c *cache) addPack(p *snapshot.PackRef, entries []pack.Entry) error {
+	// Insert in key order: random-order inserts into one bbolt transaction
+	// shift leaf entries on every put, which made packs of many small blobs
+	// quadratic (75% of backup time on small files).
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b pack.Entry) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return c.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bPacks).Put(p.ID[:], encodePackRef(p)); err != nil {
 			return err
 		}
 		cb := tx.Bucket(bChunks)
-		for _, e := range entries {
+		for _, e := range sorted {
 			if err := cb.Put(e.ID[:], encodeLoc(p.ID, e.Offset, e.Length, e.RawLength)); err != nil {
 				return err
 			}
