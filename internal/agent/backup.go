@@ -109,12 +109,26 @@ type backup struct {
 
 	bufs    sync.Pool      // copies of large chunks handed to workers (chunk.MaxSize)
 	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
-	chunker *chunk.Chunker // the walker's own chunker, reset for every file
+	chunker *chunk.Chunker // the walker's own chunker (standard input)
+
+	reads   chan readJob // regular files for the readers
+	readers sync.WaitGroup
 
 	files, dirs, links                           atomic.Uint64
 	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
 	packsUp                                      atomic.Uint64
 }
+
+// readJob is one regular file for a reader. The pendingFile's WaitGroup holds
+// one count for the read itself, released when the whole file is queued.
+type readJob struct {
+	path string
+	pf   *pendingFile
+}
+
+// Readers is the number of files read at once: reading many small files is
+// bound by system calls, which one goroutine cannot overlap.
+const Readers = 4
 
 type blobState struct {
 	done chan struct{}
@@ -202,6 +216,11 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.upwg.Add(1)
 		go b.uploader()
 	}
+	b.reads = make(chan readJob, Readers)
+	for i := 0; i < Readers; i++ {
+		b.readers.Add(1)
+		go b.reader()
+	}
 	stopProgress := b.progress()
 
 	root, walkErr := b.walkRoot()
@@ -213,6 +232,8 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.fail(walkErr)
 	}
 	b.finishers.Wait()
+	close(b.reads)
+	b.readers.Wait()
 	close(b.jobs)
 	b.workers.Wait()
 	b.data.flush()
@@ -534,14 +555,12 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 			b.markUsed(o.Content...)
 			return &pendingNode{node: n, entry: e}, nil
 		}
-		f, err := openFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		pf, err := b.chunkStream(f, path)
-		f.Close()
-		if err != nil {
-			return nil, err
+		pf := &pendingFile{}
+		pf.wg.Add(1) // the read; the reader releases it
+		select {
+		case b.reads <- readJob{path: path, pf: pf}:
+		case <-b.ctx.Done():
+			return nil, context.Cause(b.ctx)
 		}
 		return &pendingNode{node: n, file: pf, entry: e}, nil
 	case fi.IsDir():
@@ -592,10 +611,8 @@ func (b *backup) markUsed(refs ...tree.Ref) {
 	b.mu.Unlock()
 }
 
-// chunkStream cuts r into chunks and queues them for the workers. It returns
-// once r is read; the chunks may still be in flight.
+// chunkStream cuts the standard input into chunks with the walker's chunker.
 func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
-	pf := &pendingFile{}
 	if b.chunker == nil {
 		ch, err := chunk.NewChunker(b.mac, r, nil)
 		if err != nil {
@@ -605,7 +622,48 @@ func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 	} else {
 		b.chunker.Reset(r)
 	}
-	ch := b.chunker
+	pf := &pendingFile{}
+	if err := b.chunkInto(b.chunker, pf, what); err != nil {
+		pf.wg.Wait()
+		return nil, err
+	}
+	return pf, nil
+}
+
+// reader reads regular files handed over by the walker, each with this
+// reader's own chunker, and queues their chunks for the workers.
+func (b *backup) reader() {
+	defer b.readers.Done()
+	var ch *chunk.Chunker
+	for j := range b.reads {
+		j.pf.err = b.readFile(&ch, j.path, j.pf)
+		j.pf.wg.Done()
+	}
+}
+
+func (b *backup) readFile(ch **chunk.Chunker, path string, pf *pendingFile) error {
+	if b.ctx.Err() != nil {
+		return context.Cause(b.ctx)
+	}
+	f, err := openFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	if *ch == nil {
+		if *ch, err = chunk.NewChunker(b.mac, f, nil); err != nil {
+			return err
+		}
+	} else {
+		(*ch).Reset(f)
+	}
+	return b.chunkInto(*ch, pf, path)
+}
+
+// chunkInto reads ch to its end and queues every chunk for the workers,
+// recording the jobs in pf in file order. The chunks may still be in flight
+// when it returns; pf.wg counts them.
+func (b *backup) chunkInto(ch *chunk.Chunker, pf *pendingFile, what string) error {
 	for {
 		data, err := ch.Next()
 		if len(data) > 0 {
@@ -628,17 +686,16 @@ func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 			select {
 			case b.jobs <- j:
 			case <-b.ctx.Done():
+				j.err = context.Cause(b.ctx)
 				pf.wg.Done()
-				pf.wg.Wait()
-				return nil, context.Cause(b.ctx)
+				return context.Cause(b.ctx)
 			}
 		}
 		if err == io.EOF {
-			return pf, nil
+			return nil
 		}
 		if err != nil {
-			pf.wg.Wait()
-			return nil, fmt.Errorf("read %s: %w", what, err)
+			return fmt.Errorf("read %s: %w", what, err)
 		}
 	}
 }
