@@ -59,6 +59,10 @@ var (
 func Compress(dst, raw []byte) []byte {
 	start := len(dst)
 	if len(raw) > 0 {
+		// The stored form is at most len(raw)+1 bytes; a frame that would be
+		// longer is discarded below. Growing once avoids EncodeAll growing
+		// the slice step by step.
+		dst = slices.Grow(dst, len(raw)+64)
 		dst = append(dst, CodecZstd)
 		dst = encoder().EncodeAll(raw, dst)
 		if len(dst)-start-1 < len(raw) {
