@@ -440,3 +440,48 @@ func TestCheckHomeNoticesRollback(t *testing.T) {
 		t.Fatalf("auditor check: exit %d %s", r.code, r.stdout)
 	}
 }
+
+// TestNoPlaintextOnHosts: neither file content nor file names reach a host;
+// only HOME's cache knows the names (as the threat model says).
+func TestNoPlaintextOnHosts(t *testing.T) {
+	g := newGuest(t, "population")
+	src := g.p("src")
+	const canary = "CANARY-7f3a9c-registry-secret"
+	os.MkdirAll(filepath.Join(src, "dir-"+canary), 0o755)
+	body := bytes.Repeat([]byte(canary+" row\n"), 5000)
+	if err := os.WriteFile(filepath.Join(src, "dir-"+canary, "file-"+canary+".csv"), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "tiny.txt"), []byte(canary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "backup", "--home", g.home, "--dataset", "population", "--quiet", src)
+	found := func(root string) (names, content bool) {
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			if strings.Contains(p, canary) {
+				names = true
+			}
+			if fi.Mode().IsRegular() {
+				b, _ := os.ReadFile(p)
+				if bytes.Contains(b, []byte(canary)) || bytes.Contains(b, []byte("CANARY-7f3a9c")) {
+					content = true
+				}
+			}
+			return nil
+		})
+		return
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		if names, content := found(g.p("hosts", h)); names || content {
+			t.Fatalf("host %s holds plaintext: names %v, content %v", h, names, content)
+		}
+	}
+	// The threat model says HOME's cache holds file names (for change
+	// detection); if that ever changes, change docs/threat-model.md too.
+	if _, content := found(g.home); !content {
+		t.Fatal("HOME's cache no longer holds file names: update docs/threat-model.md")
+	}
+}
