@@ -34,8 +34,14 @@ import (
 // PackTarget is the plaintext size at which a pack is closed and uploaded.
 const PackTarget = 16 << 20
 
-// largeChunk is the size from which chunk copies come from a pool.
-const largeChunk = 512 << 10
+// readerBuffer is each reader's chunker scan buffer: the chunker's minimum
+// plus one average chunk, so Readers of them stay small.
+const readerBuffer = chunk.MinBufferSize + chunk.AvgSize
+
+// Uploaders is the number of packs sealed, coded and stored at once. One is
+// enough: a 16 MiB pack takes ~30 ms to seal, code and hash, far less than
+// the time to fill the next, and each in flight holds ~60 MiB.
+const Uploaders = 1
 
 // Options configures one backup.
 type Options struct {
@@ -107,7 +113,6 @@ type backup struct {
 	newPacks map[[16]byte]snapshot.PackRef
 	skipped  []string
 
-	bufs    sync.Pool      // copies of large chunks handed to workers (chunk.MaxSize)
 	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
 	chunker *chunk.Chunker // the walker's own chunker (standard input)
 
@@ -138,7 +143,6 @@ type blobState struct {
 
 type chunkJob struct {
 	raw []byte
-	buf *[]byte
 	ref tree.Ref
 	err error
 	wg  *sync.WaitGroup
@@ -198,7 +202,6 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		used:     map[[16]byte]struct{}{},
 		newPacks: map[[16]byte]snapshot.PackRef{},
 	}
-	b.bufs.New = func() any { s := make([]byte, chunk.MaxSize); return &s }
 	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
 	b.data = &packer{b: b, typ: pack.BlobData}
 	b.trees = &packer{b: b, typ: pack.BlobTree}
@@ -212,7 +215,7 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.workers.Add(1)
 		go b.worker()
 	}
-	for i := 0; i < 2; i++ {
+	for i := 0; i < Uploaders; i++ {
 		b.upwg.Add(1)
 		go b.uploader()
 	}
@@ -651,7 +654,7 @@ func (b *backup) readFile(ch **chunk.Chunker, path string, pf *pendingFile) erro
 	}
 	defer f.Close()
 	if *ch == nil {
-		if *ch, err = chunk.NewChunker(b.mac, f, nil); err != nil {
+		if *ch, err = chunk.NewChunker(b.mac, f, make([]byte, readerBuffer)); err != nil {
 			return err
 		}
 	} else {
@@ -667,18 +670,9 @@ func (b *backup) chunkInto(ch *chunk.Chunker, pf *pendingFile, what string) erro
 	for {
 		data, err := ch.Next()
 		if len(data) > 0 {
-			// Small chunks (small files) get an exact copy; large ones a
-			// pooled buffer, so neither wastes a 4 MiB buffer on a 300-byte
-			// file nor allocates 4 MiB per chunk.
-			var buf *[]byte
-			var raw []byte
-			if len(data) < largeChunk {
-				raw = bytes.Clone(data)
-			} else {
-				buf = b.bufs.Get().(*[]byte)
-				raw = append((*buf)[:0], data...)
-			}
-			j := &chunkJob{raw: raw, buf: buf, wg: &pf.wg}
+			// An exact copy: a pooled MaxSize buffer per chunk in flight
+			// would hold 4 MiB for a 300-byte file.
+			j := &chunkJob{raw: bytes.Clone(data), wg: &pf.wg}
 			pf.jobs = append(pf.jobs, j)
 			pf.wg.Add(1)
 			b.readBytes.Add(uint64(len(data)))
@@ -709,10 +703,7 @@ func (b *backup) worker() {
 			id := b.hasher.Sum(j.raw)
 			j.ref, j.err = b.storeBlob(pack.BlobData, id, j.raw)
 		}
-		if j.buf != nil {
-			b.bufs.Put(j.buf)
-		}
-		j.raw, j.buf = nil, nil
+		j.raw = nil
 		j.wg.Done()
 	}
 }

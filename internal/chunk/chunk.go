@@ -29,10 +29,14 @@ const (
 	MaxSize = 4 << 20
 )
 
-// BufferSize is the smallest scan buffer NewChunker accepts. Twice MaxSize
-// lets the chunker refill in large strides instead of compacting after most
-// chunks.
+// BufferSize is the scan buffer NewChunker allocates when given none. Twice
+// MaxSize lets the chunker refill in large strides instead of compacting
+// after most chunks.
 const BufferSize = 2 * MaxSize
+
+// MinBufferSize is the smallest scan buffer NewChunker accepts: callers that
+// run many chunkers at once trade some compaction for memory.
+const MinBufferSize = MaxSize
 
 const (
 	algorithm        = "fastcdc-v1.0.0"
@@ -104,14 +108,14 @@ type Chunker struct {
 }
 
 // NewChunker returns a Chunker reading r, with cut points keyed by k. buf is
-// the scan buffer: nil to allocate one, or at least BufferSize bytes to reuse
+// the scan buffer: nil to allocate BufferSize bytes, or at least MinBufferSize bytes to reuse
 // (the chunks returned by Next alias it).
 func NewChunker(k Key, r io.Reader, buf []byte) (*Chunker, error) {
 	if buf == nil {
 		buf = make([]byte, BufferSize)
 	}
-	if len(buf) < BufferSize {
-		return nil, fmt.Errorf("new chunker: buffer of %d bytes, need at least %d", len(buf), BufferSize)
+	if len(buf) < MinBufferSize {
+		return nil, fmt.Errorf("new chunker: buffer of %d bytes, need at least %d", len(buf), MinBufferSize)
 	}
 	var ck [32]byte
 	blake3.DeriveKey(chunkerKeyDomain, k[:], ck[:])

@@ -217,8 +217,17 @@ func TestChunkerReadError(t *testing.T) {
 }
 
 func TestChunkerBufferAndReset(t *testing.T) {
-	if _, err := NewChunker(testKey(1), bytes.NewReader(nil), make([]byte, BufferSize-1)); err == nil {
+	if _, err := NewChunker(testKey(1), bytes.NewReader(nil), make([]byte, MinBufferSize-1)); err == nil {
 		t.Fatal("short buffer accepted")
+	}
+	// The scan buffer's size must not move a single cut point.
+	in := randBytes(11, 13<<20)
+	small, err := NewChunker(testKey(1), bytes.NewReader(in), make([]byte, MinBufferSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(lengths(drain(t, small))) != fmt.Sprint(lengths(split(t, testKey(1), in))) {
+		t.Fatal("a MinBufferSize scan buffer cuts differently from the default")
 	}
 	buf := make([]byte, BufferSize)
 	a := randBytes(9, 9<<20)
