@@ -118,6 +118,8 @@ type backup struct {
 
 	reads   chan readJob // regular files for the readers
 	readers sync.WaitGroup
+	budget  *budget   // bytes read ahead of the workers
+	rbufs   sync.Pool // readers' chunker scan buffers (readerBuffer)
 
 	files, dirs, links                           atomic.Uint64
 	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
@@ -128,12 +130,19 @@ type backup struct {
 // one count for the read itself, released when the whole file is queued.
 type readJob struct {
 	path string
+	size int64 // as listed
 	pf   *pendingFile
 }
 
-// Readers is the number of files read at once: reading many small files is
-// bound by system calls, which one goroutine cannot overlap.
-const Readers = 4
+// Readers is the number of files read at once. Reading many small files is
+// bound by system calls and, on a cold cache, by the disk's queue depth: on
+// the benchmark machine reading a registry cold took 15 s with one reader,
+// 5.8 s with four and 3.5 s with eight.
+const Readers = 8
+
+// ReadAhead bounds the bytes read but not yet hashed and compressed, so
+// reading runs ahead of the workers without memory growing with the input.
+const ReadAhead = 32 << 20
 
 type blobState struct {
 	done chan struct{}
@@ -196,13 +205,15 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		ctx: ctx, cancel: cancel, opts: opts, ds: ds, pub: pub,
 		hasher: chunk.NewHasher(chunk.Key(mac)), mac: chunk.Key(mac),
 		cache: c, hosts: hs, params: h.Config.Params(),
-		jobs:     make(chan *chunkJob, 2*opts.Workers),
+		jobs:     make(chan *chunkJob, 4096),
+		budget:   newBudget(ReadAhead),
 		uploads:  make(chan *packJob),
 		inflight: map[chunk.ID]*blobState{},
 		used:     map[[16]byte]struct{}{},
 		newPacks: map[[16]byte]snapshot.PackRef{},
 	}
 	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
+	b.rbufs.New = func() any { s := make([]byte, readerBuffer); return &s }
 	b.data = &packer{b: b, typ: pack.BlobData}
 	b.trees = &packer{b: b, typ: pack.BlobTree}
 
@@ -561,7 +572,7 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
 		select {
-		case b.reads <- readJob{path: path, pf: pf}:
+		case b.reads <- readJob{path: path, size: fi.Size(), pf: pf}:
 		case <-b.ctx.Done():
 			return nil, context.Cause(b.ctx)
 		}
@@ -633,18 +644,17 @@ func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 	return pf, nil
 }
 
-// reader reads regular files handed over by the walker, each with this
-// reader's own chunker, and queues their chunks for the workers.
+// reader reads regular files handed over by the walker and queues their
+// chunks for the workers.
 func (b *backup) reader() {
 	defer b.readers.Done()
-	var ch *chunk.Chunker
 	for j := range b.reads {
-		j.pf.err = b.readFile(&ch, j.path, j.pf)
+		j.pf.err = b.readFile(j.path, j.size, j.pf)
 		j.pf.wg.Done()
 	}
 }
 
-func (b *backup) readFile(ch **chunk.Chunker, path string, pf *pendingFile) error {
+func (b *backup) readFile(path string, size int64, pf *pendingFile) error {
 	if b.ctx.Err() != nil {
 		return context.Cause(b.ctx)
 	}
@@ -653,14 +663,31 @@ func (b *backup) readFile(ch **chunk.Chunker, path string, pf *pendingFile) erro
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	if *ch == nil {
-		if *ch, err = chunk.NewChunker(b.mac, f, make([]byte, readerBuffer)); err != nil {
-			return err
+	var r io.Reader = f
+	if size < chunk.MinSize {
+		// A file shorter than the smallest chunk is one chunk whatever the
+		// chunker: read it whole, without a scan buffer.
+		buf := make([]byte, size+1)
+		n, err := io.ReadFull(f, buf)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			if n > 0 {
+				return b.queue(buf[:n], pf)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("read %s: %w", path, err)
 		}
-	} else {
-		(*ch).Reset(f)
+		// It grew since it was listed: chunk what was read and the rest.
+		r = io.MultiReader(bytes.NewReader(buf), f)
 	}
-	return b.chunkInto(*ch, pf, path)
+	bufp := b.rbufs.Get().(*[]byte)
+	defer b.rbufs.Put(bufp)
+	ch, err := chunk.NewChunker(b.mac, r, *bufp)
+	if err != nil {
+		return err
+	}
+	return b.chunkInto(ch, pf, path)
 }
 
 // chunkInto reads ch to its end and queues every chunk for the workers,
@@ -672,17 +699,8 @@ func (b *backup) chunkInto(ch *chunk.Chunker, pf *pendingFile, what string) erro
 		if len(data) > 0 {
 			// An exact copy: a pooled MaxSize buffer per chunk in flight
 			// would hold 4 MiB for a 300-byte file.
-			j := &chunkJob{raw: bytes.Clone(data), wg: &pf.wg}
-			pf.jobs = append(pf.jobs, j)
-			pf.wg.Add(1)
-			b.readBytes.Add(uint64(len(data)))
-			b.bytes.Add(uint64(len(data)))
-			select {
-			case b.jobs <- j:
-			case <-b.ctx.Done():
-				j.err = context.Cause(b.ctx)
-				pf.wg.Done()
-				return context.Cause(b.ctx)
+			if qerr := b.queue(bytes.Clone(data), pf); qerr != nil {
+				return qerr
 			}
 		}
 		if err == io.EOF {
@@ -691,6 +709,28 @@ func (b *backup) chunkInto(ch *chunk.Chunker, pf *pendingFile, what string) erro
 		if err != nil {
 			return fmt.Errorf("read %s: %w", what, err)
 		}
+	}
+}
+
+// queue hands one chunk (which the caller no longer touches) to the workers,
+// once the read-ahead budget has room for it.
+func (b *backup) queue(raw []byte, pf *pendingFile) error {
+	if !b.budget.acquire(b.ctx, len(raw)) {
+		return context.Cause(b.ctx)
+	}
+	j := &chunkJob{raw: raw, wg: &pf.wg}
+	pf.jobs = append(pf.jobs, j)
+	pf.wg.Add(1)
+	b.readBytes.Add(uint64(len(raw)))
+	b.bytes.Add(uint64(len(raw)))
+	select {
+	case b.jobs <- j:
+		return nil
+	case <-b.ctx.Done():
+		b.budget.release(len(raw))
+		j.err = context.Cause(b.ctx)
+		pf.wg.Done()
+		return context.Cause(b.ctx)
 	}
 }
 
@@ -703,6 +743,7 @@ func (b *backup) worker() {
 			id := b.hasher.Sum(j.raw)
 			j.ref, j.err = b.storeBlob(pack.BlobData, id, j.raw)
 		}
+		b.budget.release(len(j.raw))
 		j.raw = nil
 		j.wg.Done()
 	}
@@ -979,4 +1020,46 @@ func (b *backup) packRefs() ([]snapshot.PackRef, error) {
 		return 0
 	})
 	return out, nil
+}
+
+// budget is a byte semaphore. A request larger than the whole budget is
+// granted when nothing else is held, so no chunk can wait forever.
+type budget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	max  int
+	used int
+}
+
+func newBudget(max int) *budget {
+	b := &budget{max: max}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n bytes fit; it returns false if ctx ends first.
+func (b *budget) acquire(ctx context.Context, n int) bool {
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used > 0 && b.used+n > b.max {
+		if ctx.Err() != nil {
+			return false
+		}
+		b.cond.Wait()
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
