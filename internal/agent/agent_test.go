@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -755,5 +756,23 @@ func TestSingleFileRootUsesCache(t *testing.T) {
 	}
 	if r.ReadBytes != 0 || r.Seq != 2 {
 		t.Fatalf("unchanged single file re-read: %+v", r)
+	}
+}
+
+// TestConcurrentBackupRefused: a second backup of the same dataset while one
+// holds the cache fails quickly with a clear message instead of hanging.
+func TestConcurrentBackupRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t.TempDir())
+	db, err := bolt.Open(e.home.CachePath(dataset), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
+	if _, err := e.backup(src); err == nil || !strings.Contains(err.Error(), "another backup") {
+		t.Fatalf("got %v, want a refusal naming the running backup", err)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/embassy-project/embassy/internal/pack"
 	"github.com/embassy-project/embassy/internal/snapshot"
@@ -22,7 +24,7 @@ import (
 // never correctness. It is written only after the data it describes is
 // durable on every host.
 //
-//	meta     "head" → seq (8) || envelope hash (32); "gen" → "a" or "b"
+//	meta     "head" → seq (8) || envelope hash (32); "gen" → "files-a" or "files-b"
 //	chunks   chunk ID (32) → pack ID (16) || uvarint offset, length, raw length
 //	packs    pack ID (16) → PackRef encoding (below)
 //	envs     envelope address (32) → dataset ID (16) || seq (8)
@@ -41,7 +43,10 @@ type cache struct {
 }
 
 func openCache(path string) (*cache, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, Timeout: 2 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open cache %s: another backup of this dataset is running (its cache is locked)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open cache %s: %w (the cache can be deleted; the next backup then uploads everything again)", path, err)
 	}

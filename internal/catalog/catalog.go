@@ -4,7 +4,7 @@
 // a forged envelope, an older snapshot served as the latest, a missing one, a
 // fork in the chain.
 //
-// Assess is the pure core; Load is the shell that reads the hosts.
+// Assess is the pure core; Read is the shell that reads the hosts.
 package catalog
 
 import (

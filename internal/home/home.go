@@ -244,6 +244,17 @@ func Open(dir string) (*Home, error) {
 	if !h.Identity.Agent.Equal(h.Agent.Public()) {
 		return nil, errors.New("HOME's agent key does not match its identity.pub")
 	}
+	if h.Config.Guest != h.Identity.Guest.String() {
+		return nil, fmt.Errorf("HOME's config.json names guest %s but identity.pub is guest %s", h.Config.Guest, h.Identity.Guest)
+	}
+	for _, d := range h.Config.Datasets {
+		if h.Identity.Dataset(d) == nil {
+			return nil, fmt.Errorf("HOME's config.json lists dataset %q, which identity.pub lacks", d)
+		}
+	}
+	if len(h.Config.Datasets) != len(h.Identity.Datasets) {
+		return nil, fmt.Errorf("HOME's config.json lists %d datasets, identity.pub %d", len(h.Config.Datasets), len(h.Identity.Datasets))
+	}
 	return h, nil
 }
 

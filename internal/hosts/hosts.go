@@ -4,7 +4,7 @@
 // address the agent signed.
 //
 // Only local-directory hosts exist so far; remote hosts plug in as another
-// shardstore.Store behind the same Set.
+// shardstore.Store behind the same Host.
 package hosts
 
 import (

@@ -129,11 +129,13 @@ func (p PublicKey) IsZero() bool { return len(p.b) == 0 }
 // Equal reports whether p and q are the same key.
 func (p PublicKey) Equal(q PublicKey) bool { return bytes.Equal(p.b, q.b) }
 
-// Fingerprint is a short, stable name for the key: the first 16 bytes of
-// BLAKE3 over its encoding, in hex.
+// Fingerprint is a short, stable name for the key: 16 bytes of BLAKE3 in
+// derive-key mode (context "embassy v1 signing-key fingerprint") over its
+// encoding, in hex.
 func (p PublicKey) Fingerprint() string {
-	h := blake3.Sum256(p.b)
-	return fmt.Sprintf("%x", h[:16])
+	var h [16]byte
+	blake3.DeriveKey("embassy v1 signing-key fingerprint", p.b, h[:])
+	return fmt.Sprintf("%x", h)
 }
 
 // Verify checks sig on msg under domain. Both component signatures must verify.

@@ -14,13 +14,15 @@
 //
 //	signed   = body | signature                       signature is the last 3373 bytes
 //	body     = "EMBSENV1" | guest (16) | dataset (16) | uvarint seq | prev (32) |
-//	           svarint time | k (1) | n (1) | uvarint npacks | pack*npacks |
+//	           svarint time | k (1) | n (1) | (uvarint len | host)*n |
+//	           uvarint npacks | pack*npacks |
 //	           uvarint len | record
 //	pack     = id (16) | uvarint size | uvarint shardsize | shard address (32) * n
 //	signature = sig.Sign("snapshot-envelope", body)   Ed25519 (64) | ML-DSA-65 (3309)
 //
 //	record   = "EMBRECD1" | svarint time | uvarint len | hostname |
-//	           uvarint npaths | (uvarint len | path)*npaths | root ref |
+//	           uvarint npaths | (uvarint len | path)*npaths |
+//	           uvarint npieces | ref*npieces (the root tree) |
 //	           uvarint files | uvarint dirs | uvarint symlinks | uvarint bytes
 //	ref      = id (32) | pack (16) | uvarint offset | uvarint length | uvarint rawlength
 //

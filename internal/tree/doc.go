@@ -16,7 +16,7 @@
 //	node    = uvarint len | name | type (1 byte) | uvarint mode | uvarint uid |
 //	          uvarint gid | svarint mtime | body
 //	body    = file:    uvarint size | uvarint nrefs | ref*nrefs
-//	          dir:     ref                                (the subtree)
+//	          dir:     uvarint npieces | ref*npieces      (the subtree's encoding, in pieces)
 //	          symlink: uvarint len | target
 //	ref     = id (32) | pack (16) | uvarint offset | uvarint length | uvarint rawlength
 //
