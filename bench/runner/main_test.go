@@ -1,0 +1,193 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSpliceSection(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"empty file", "", "<!-- peers:begin -->\nNEW\n<!-- peers:end -->\n"},
+		{"no markers", "# Benchmarks\n\nstages", "# Benchmarks\n\nstages\n\n<!-- peers:begin -->\nNEW\n<!-- peers:end -->\n"},
+		{"replace", "a\n<!-- peers:begin -->\nOLD\nOLD\n<!-- peers:end -->\nb\n", "a\n<!-- peers:begin -->\nNEW\n<!-- peers:end -->\nb\n"},
+		{"end before begin", "<!-- peers:end -->\nx\n<!-- peers:begin -->\n",
+			"<!-- peers:end -->\nx\n<!-- peers:begin -->\n\n<!-- peers:begin -->\nNEW\n<!-- peers:end -->\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := spliceSection(tt.doc, "NEW\n"); got != tt.want {
+				t.Fatalf("got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteSectionCreatesAndReplaces(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "sub.md")
+	if err := writeSection(f, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte("head\n"+mustRead(t, f)+"tail\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSection(f, "two"); err != nil {
+		t.Fatal(err)
+	}
+	want := "head\n<!-- peers:begin -->\ntwo\n<!-- peers:end -->\ntail\n"
+	if got := mustRead(t, f); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func mustRead(t *testing.T, f string) string {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestParseTimeV(t *testing.T) {
+	out := `	Command being timed: "restic backup /x"
+	User time (seconds): 3.02
+	System time (seconds): 1.73
+	Percent of CPU this job got: 82%
+	Elapsed (wall clock) time (h:mm:ss or m:ss): 0:05.77
+	Maximum resident set size (kbytes): 119808
+	Exit status: 0
+`
+	tv, err := parseTimeV(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tv[maxRSS] != 119808 || tv["User time (seconds)"] != 3.02 || tv["System time (seconds)"] != 1.73 {
+		t.Fatalf("parsed %v", tv)
+	}
+	if _, err := parseTimeV("Exit status: 0\n"); err == nil {
+		t.Fatal("no error without the peak RSS line")
+	}
+}
+
+func TestParseBench(t *testing.T) {
+	out := `goos: linux
+BenchmarkChunker/random         	      10	  50214305 ns/op	1336.88 MB/s	       0 B/op	       0 allocs/op
+BenchmarkEncode/2-of-3/16MiB-2  	     100	   3683210 ns/op	4554.94 MB/s	25165962 B/op	       5 allocs/op
+BenchmarkSign 	    1000	   1000 ns/op
+PASS
+`
+	got := parseBench(out)
+	if len(got) != 2 || got["Chunker/random"].MBps != 1336.88 || got["Encode/2-of-3/16MiB"].MBps != 4554.94 {
+		t.Fatalf("parsed %+v", got)
+	}
+}
+
+func TestStatsAndRotate(t *testing.T) {
+	if m, lo, hi := stats([]float64{3, 1, 2}); m != 2 || lo != 1 || hi != 3 {
+		t.Fatalf("stats = %v %v %v", m, lo, hi)
+	}
+	if m, _, _ := stats([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Fatalf("even median = %v", m)
+	}
+	if got := strings.Join(rotate([]string{"a", "b", "c"}, 4), ""); got != "bca" {
+		t.Fatalf("rotate = %s", got)
+	}
+}
+
+func TestManifest(t *testing.T) {
+	mk := func(mode os.FileMode, content string) string {
+		d := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "sub", "f"), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(d, "sub", "f"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("sub/f", filepath.Join(d, "link")); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	a, err := buildManifest(mk(0o644, "hello"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := buildManifest(mk(0o644, "hello"), true)
+	if d := a.diff(b); d != "" {
+		t.Fatalf("equal trees differ: %s", d)
+	}
+	c, _ := buildManifest(mk(0o600, "hello"), true)
+	if d := a.diff(c); !strings.Contains(d, "sub/f") {
+		t.Fatalf("mode change not found: %q", d)
+	}
+	e, _ := buildManifest(mk(0o644, "hellO"), true)
+	if d := a.diff(e); !strings.Contains(d, "sha256") {
+		t.Fatalf("content change not found: %q", d)
+	}
+	delete(e, "link")
+	if d := a.diff(e); !strings.Contains(d, "link: missing") {
+		t.Fatalf("missing entry not found: %q", d)
+	}
+}
+
+func TestResetCopy(t *testing.T) {
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "pristine"), filepath.Join(base, "work", "copy")
+	write := func(p, s string, mode os.FileMode) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(src, "a", "one.csv"), "rows\n", 0o644)
+	write(filepath.Join(src, "a", "two.json"), "{}", 0o640)
+	write(filepath.Join(src, "b", "deed.scan"), "scan", 0o600)
+	if err := os.Symlink("a/one.csv", filepath.Join(src, "current.csv")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := resetCopy(ctx, src, dst); err != nil { // first time: cp -a
+		t.Fatal(err)
+	}
+	want, _ := buildManifest(src, true)
+	wantMeta, _ := buildManifest(src, false)
+	// A run edits the copy: same-size rewrite, append, new files and
+	// directories, a removal, a mode change, a replaced symlink.
+	write(filepath.Join(dst, "a", "one.csv"), "ROWS\n", 0o644)
+	write(filepath.Join(dst, "a", "two.json"), `{"x":1}`, 0o640)
+	write(filepath.Join(dst, "b", "deed-new.scan"), "new", 0o600)
+	write(filepath.Join(dst, "c", "d", "issue.txt"), "gazette", 0o644)
+	if err := os.Remove(filepath.Join(dst, "b", "deed.scan")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dst, "a"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dst, "current.csv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("elsewhere", filepath.Join(dst, "current.csv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := resetCopy(ctx, src, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := buildManifest(dst, true)
+	gotMeta, _ := buildManifest(dst, false)
+	if d := want.diff(got); d != "" {
+		t.Fatalf("after reset: %s", d)
+	}
+	if d := wantMeta.diff(gotMeta); d != "" {
+		t.Fatalf("after reset (metadata): %s", d)
+	}
+}

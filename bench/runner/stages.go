@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// stageBench is one package's stage benchmarks.
+var stageBench = []struct{ pkg, pattern string }{
+	{"./internal/chunk", "^Benchmark(Chunker|HasherSum)$"},
+	{"./internal/pack", "^BenchmarkCompress$"},
+	{"./internal/seal", "^BenchmarkSeal$"},
+	{"./internal/erasure", "^BenchmarkEncode$"},
+}
+
+// StageResult is one benchmark's throughput on one core.
+type StageResult struct {
+	Package string  `json:"package"`
+	Name    string  `json:"name"`
+	MBps    float64 `json:"mb_per_s"` // 10^6 bytes per second, as testing.B reports
+	NsPerOp float64 `json:"ns_per_op"`
+}
+
+// runStages runs the stage benchmarks on one core (-cpu 1: Reed–Solomon
+// would otherwise spread a large pack across cores) and returns their
+// results by name, e.g. "Chunker/random".
+func runStages(ctx context.Context, repo, benchtime string) (map[string]StageResult, error) {
+	out := map[string]StageResult{}
+	for _, sb := range stageBench {
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", sb.pattern, "-benchtime", benchtime, "-count", "1", "-cpu", "1", sb.pkg)
+		cmd.Dir = repo
+		cmd.Env = toolEnv(nil)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("go test -bench %s %s: %w\n%s", sb.pattern, sb.pkg, err, b)
+		}
+		for name, r := range parseBench(string(b)) {
+			r.Package = sb.pkg
+			out[name] = r
+		}
+	}
+	return out, nil
+}
+
+var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op\s+([\d.]+) MB/s`)
+
+// parseBench reads `go test -bench` output lines that report MB/s.
+func parseBench(s string) map[string]StageResult {
+	out := map[string]StageResult{}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ns, _ := strconv.ParseFloat(m[2], 64)
+		mbps, _ := strconv.ParseFloat(m[3], 64)
+		out[m[1]] = StageResult{Name: m[1], MBps: mbps, NsPerOp: ns}
+	}
+	return out
+}
+
+// StageRow is one stage of the model: how many bytes it processes per input
+// byte, at what single-core speed, and its share of the CPU time.
+type StageRow struct {
+	Stage         string  `json:"stage"`
+	Benchmarks    string  `json:"benchmarks"`
+	MBps          float64 `json:"mb_per_s"` // effective single-core speed on this corpus's mix
+	BytesPerInput float64 `json:"bytes_per_input_byte"`
+	NsPerInput    float64 `json:"ns_per_input_byte"`
+	Share         float64 `json:"share"`
+}
+
+// Limit is the CPU-bound ceiling of a first backup on this machine, from
+// the stage benchmarks, and embassy's measured throughput against it.
+type Limit struct {
+	Cores                  int        `json:"cores"`
+	IncompressibleFraction float64    `json:"incompressible_fraction"` // of input: the land register's scans
+	CompressedFraction     float64    `json:"compressed_fraction"`     // sealed bytes ÷ input bytes, first backup
+	Expansion              float64    `json:"expansion"`               // n/k
+	Stages                 []StageRow `json:"stages"`
+	NsPerInputByte         float64    `json:"ns_per_input_byte"` // one core, all stages
+	Slowest                string     `json:"slowest_stage"`
+	LimitMBps              float64    `json:"limit_mb_per_s"`    // all cores, perfect parallelism
+	MeasuredMBps           float64    `json:"measured_mb_per_s"` // corpus bytes ÷ median first backup
+	Fraction               float64    `json:"fraction_of_limit"`
+}
+
+// limitModel computes the ceiling: each stage's single-core time per input
+// byte is (bytes it handles per input byte) ÷ (its speed); their sum is one
+// core's time per input byte; the ceiling spreads it over every core with
+// perfect parallelism. Disk I/O, tree building, dedup look-ups, copies and
+// garbage collection are left out, so the ceiling is optimistic.
+func limitModel(st map[string]StageResult, res *Results, emb map[string]float64) *Limit {
+	l := &Limit{Cores: res.Machine.CPUs, Expansion: float64(res.Embassy.Hosts) / float64(res.Embassy.DataShards)}
+	l.IncompressibleFraction = incompressibleFraction(res)
+	if in := emb["backup1_input_bytes"]; in > 0 && emb["backup1_sealed_bytes"] > 0 {
+		l.CompressedFraction = emb["backup1_sealed_bytes"] / in
+	} else if res.CorpusBytes > 0 {
+		l.CompressedFraction = emb["stored_first_bytes"] / l.Expansion / float64(res.CorpusBytes)
+	}
+	fr, c := l.IncompressibleFraction, l.CompressedFraction
+	rs := fmt.Sprintf("Encode/%d-of-%d/16MiB", res.Embassy.DataShards, res.Embassy.Hosts)
+	type part struct {
+		name string
+		w    float64
+	}
+	stages := []struct {
+		stage string
+		bytes float64
+		parts []part
+	}{
+		{"chunking (keyed FastCDC)", 1, []part{{"Chunker/random", fr}, {"Chunker/text", 1 - fr}}},
+		{"keyed BLAKE3 chunk IDs", 1, []part{{"HasherSum/1024KiB", 1}}},
+		{"zstd level 1", 1, []part{{"Compress/random/1MiB", fr}, {"Compress/text/1MiB", 1 - fr}}},
+		{"AEAD seal (AES-256-GCM, HPKE-wrapped key)", c, []part{{"Seal/16384KiB", 1}}},
+		{fmt.Sprintf("Reed–Solomon encode (%d of %d)", res.Embassy.DataShards, res.Embassy.Hosts), c, []part{{rs, 1}}},
+		{"BLAKE3 shard addresses (agent, then store re-hash)", 2 * l.Expansion * c, []part{{"HasherSum/1024KiB", 1}}},
+	}
+	var slowest float64
+	for _, s := range stages {
+		var nsPerByte float64 // per byte the stage handles
+		var names []string
+		ok := true
+		for _, p := range s.parts {
+			r, found := st[p.name]
+			if !found || r.MBps <= 0 {
+				ok = false
+				break
+			}
+			nsPerByte += p.w * 1e3 / r.MBps
+			if len(s.parts) > 1 {
+				names = append(names, fmt.Sprintf("%s ×%.2f", p.name, p.w))
+			} else {
+				names = append(names, p.name)
+			}
+		}
+		if !ok {
+			continue
+		}
+		row := StageRow{Stage: s.stage, Benchmarks: strings.Join(names, " + "), MBps: 1e3 / nsPerByte,
+			BytesPerInput: s.bytes, NsPerInput: s.bytes * nsPerByte}
+		l.NsPerInputByte += row.NsPerInput
+		if row.NsPerInput > slowest {
+			slowest, l.Slowest = row.NsPerInput, s.stage
+		}
+		l.Stages = append(l.Stages, row)
+	}
+	for i := range l.Stages {
+		l.Stages[i].Share = l.Stages[i].NsPerInput / l.NsPerInputByte
+	}
+	if l.NsPerInputByte > 0 {
+		l.LimitMBps = float64(l.Cores) * 1e3 / l.NsPerInputByte
+	}
+	if s := emb["backup_s"]; s > 0 {
+		l.MeasuredMBps = float64(res.CorpusBytes) / 1e6 / s
+	}
+	if l.LimitMBps > 0 {
+		l.Fraction = l.MeasuredMBps / l.LimitMBps
+	}
+	return l
+}
+
+// incompressibleFraction is the share of the corpus in the land register's
+// scans (random bytes), from the corpus summary, or 0.35 (the sample's mix).
+func incompressibleFraction(res *Results) float64 {
+	var s struct {
+		Bytes     float64 `json:"bytes"`
+		Registers map[string]struct {
+			Bytes float64 `json:"bytes"`
+		} `json:"registers"`
+	}
+	if res.Corpus != nil && jsonUnmarshal(res.Corpus, &s) == nil && s.Bytes > 0 {
+		return s.Registers["land"].Bytes / s.Bytes
+	}
+	return 0.35
+}
