@@ -52,7 +52,7 @@ type Options struct {
 	Hostname  string
 	Now       func() time.Time
 	Progress  func(Progress) // called from another goroutine every ProgressEvery
-	Workers   int            // hash/compress workers; default GOMAXPROCS
+	Workers   int            // hash/compress workers; default one per CPU (min of NumCPU and GOMAXPROCS)
 }
 
 // ProgressEvery is how often Options.Progress is called.
@@ -170,7 +170,7 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		opts.Now = time.Now
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	}
 	ds, err := h.Dataset(opts.Dataset)
 	if err != nil {

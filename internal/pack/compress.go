@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 
@@ -27,7 +28,10 @@ var (
 	encoder = sync.OnceValue(func() *zstd.Encoder {
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(encoderLevel),
-			zstd.WithEncoderConcurrency(0), // GOMAXPROCS
+			// One state per CPU: the binary raises GOMAXPROCS above the
+			// CPU count so blocked file reads overlap, and zstd creates
+			// every state up front and cycles through them (8 MiB each).
+			zstd.WithEncoderConcurrency(min(runtime.NumCPU(), runtime.GOMAXPROCS(0))),
 			// Single-segment frames always carry the content size, which
 			// Decompress requires; without this the encoder omits it for
 			// inputs under 256 bytes. Blobs are at most 4 MiB, so the

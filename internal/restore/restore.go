@@ -217,8 +217,9 @@ type dirJob struct {
 	node tree.Node
 }
 
-// Workers is the number of files restored at once.
-var Workers = 2 * runtime.GOMAXPROCS(0)
+// Workers is the number of files restored at once: two per CPU, as file
+// creation waits on the file system as much as on the CPU.
+var Workers = 2 * min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 
 // pack returns a pack's plaintext, fetching and opening it if needed.
 func (r *restorer) pack(id [16]byte) ([]byte, error) {
