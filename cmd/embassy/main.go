@@ -42,20 +42,29 @@ func usageErr(format string, args ...any) error {
 // overrides it.
 const memoryLimit = 256 << 20
 
-// minProcs is the least GOMAXPROCS the binary runs with. A goroutine blocked
-// in a read of a regular file holds its P until the scheduler hands it off,
-// so with two Ps few of the backup's readers overlap; on the benchmark
-// machine (2 CPUs) a cold backup of 116 000 small files took 8.0 s with
-// GOMAXPROCS=2 and 5.0 s with 8. CPU-bound pools stay sized to the CPUs.
-// GOMAXPROCS in the environment overrides it.
-const minProcs = 8
+// backupProcs is the least GOMAXPROCS a backup runs with. A goroutine
+// blocked in a read of a regular file holds its P until the scheduler hands
+// it off, so with two Ps few of the backup's readers overlap; on the
+// benchmark machine (2 CPUs) a cold backup of 116 000 small files took 8.0 s
+// with GOMAXPROCS=2 and 5.0 s with 8. CPU-bound pools stay sized to the
+// CPUs. Restore gained nothing from it (2.5–2.7 s either way), so only backup
+// raises it; GOMAXPROCS in the environment overrides it.
+const backupProcs = 8
+
+// raiseProcs raises GOMAXPROCS to at least n unless the environment sets it,
+// and returns a function that puts it back.
+func raiseProcs(n int) func() {
+	prev := runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") != "" || prev >= n {
+		return func() {}
+	}
+	runtime.GOMAXPROCS(n)
+	return func() { runtime.GOMAXPROCS(prev) }
+}
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
-	}
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
-		runtime.GOMAXPROCS(minProcs)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
