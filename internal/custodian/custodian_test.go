@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,14 +242,14 @@ func TestGolden(t *testing.T) {
 	if *update {
 		for _, name := range goldenNames {
 			id := mustGenerate(t, name)
-			writeFile(t, filepath.Join(goldenDir, name+".key"), id.Marshal())
-			writeFile(t, filepath.Join(goldenDir, name+".pub"), id.Recipient().Marshal())
+			testenv.WriteFile(t, filepath.Join(goldenDir, name+".key"), id.Marshal())
+			testenv.WriteFile(t, filepath.Join(goldenDir, name+".pub"), id.Recipient().Marshal())
 		}
 	}
 	for _, name := range goldenNames {
 		t.Run(name, func(t *testing.T) {
-			key := readFile(t, filepath.Join(goldenDir, name+".key"))
-			pub := readFile(t, filepath.Join(goldenDir, name+".pub"))
+			key := testenv.ReadFile(t, filepath.Join(goldenDir, name+".key"))
+			pub := testenv.ReadFile(t, filepath.Join(goldenDir, name+".pub"))
 			id, err := ParseIdentity(key)
 			if err != nil {
 				t.Fatal(err)
@@ -267,22 +268,6 @@ func TestGolden(t *testing.T) {
 				t.Fatal(".pub does not belong to .key")
 			}
 		})
-	}
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func writeFile(t testing.TB, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

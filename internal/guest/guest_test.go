@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -345,7 +346,7 @@ func TestGolden(t *testing.T) {
 	if *update {
 		writeGolden(t)
 	}
-	agentHex := readFile(t, filepath.Join(goldenDir, "agent.key"))
+	agentHex := testenv.ReadFile(t, filepath.Join(goldenDir, "agent.key"))
 	agentSeed, err := hex.DecodeString(strings.TrimSpace(string(agentHex)))
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +355,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := readFile(t, filepath.Join(goldenDir, "identity.bin"))
+	b := testenv.ReadFile(t, filepath.Join(goldenDir, "identity.bin"))
 	id, err := ParseIdentity(b)
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +368,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, g := range goldenDatasets {
 		t.Run(g.name, func(t *testing.T) {
-			db := readFile(t, filepath.Join(goldenDir, g.name+".dataset"))
+			db := testenv.ReadFile(t, filepath.Join(goldenDir, g.name+".dataset"))
 			d, err := ParseDataset(db)
 			if err != nil {
 				t.Fatal(err)
@@ -379,7 +380,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("threshold %d of %d", d.Threshold, len(d.Custodians))
 			}
 			for i, name := range g.custodians {
-				r, err := custodian.ParseRecipient(readFile(t, filepath.Join(custodianDir, name+".pub")))
+				r, err := custodian.ParseRecipient(testenv.ReadFile(t, filepath.Join(custodianDir, name+".pub")))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -387,7 +388,7 @@ func TestGolden(t *testing.T) {
 					t.Fatalf("custodian %d: %+v, want %s %s", i, d.Custodians[i], name, r.Fingerprint())
 				}
 			}
-			s, err := ParseSecret(readFile(t, filepath.Join(goldenDir, g.name+".secret")))
+			s, err := ParseSecret(testenv.ReadFile(t, filepath.Join(goldenDir, g.name+".secret")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,7 +411,7 @@ func writeGolden(t *testing.T) {
 	for _, gd := range goldenDatasets {
 		var rs []*custodian.Recipient
 		for _, name := range gd.custodians {
-			r, err := custodian.ParseRecipient(readFile(t, filepath.Join(custodianDir, name+".pub")))
+			r, err := custodian.ParseRecipient(testenv.ReadFile(t, filepath.Join(custodianDir, name+".pub")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,32 +421,16 @@ func writeGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(goldenDir, gd.name+".dataset"), d.Marshal())
-		writeFile(t, filepath.Join(goldenDir, gd.name+".secret"), s.Bytes())
+		testenv.WriteFile(t, filepath.Join(goldenDir, gd.name+".dataset"), d.Marshal())
+		testenv.WriteFile(t, filepath.Join(goldenDir, gd.name+".secret"), s.Bytes())
 		ds = append(ds, d)
 	}
 	id, err := NewIdentity(g, "testland", agent.Public(), ds...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(goldenDir, "identity.bin"), id.Marshal())
-	writeFile(t, filepath.Join(goldenDir, "agent.key"), []byte(hex.EncodeToString(agent.Bytes())+"\n"))
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func writeFile(t testing.TB, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteFile(t, filepath.Join(goldenDir, "identity.bin"), id.Marshal())
+	testenv.WriteFile(t, filepath.Join(goldenDir, "agent.key"), []byte(hex.EncodeToString(agent.Bytes())+"\n"))
 }
 
 func FuzzParseDataset(f *testing.F) {
@@ -459,16 +444,7 @@ func FuzzParseDataset(f *testing.F) {
 	}
 	f.Add([]byte(DatasetMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := ParseDataset(b)
-		if err != nil {
-			if !errors.Is(err, wire.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		if !bytes.Equal(d.Marshal(), b) {
-			t.Fatal("Marshal(Parse(b)) != b")
-		}
+		testenv.RoundTrip(t, b, ParseDataset, func(d *Dataset) ([]byte, error) { return d.Marshal(), nil })
 	})
 }
 
@@ -481,15 +457,6 @@ func FuzzParseIdentity(f *testing.F) {
 	f.Add(b[:len(b)-10])
 	f.Add([]byte(IdentityMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		i, err := ParseIdentity(b)
-		if err != nil {
-			if !errors.Is(err, wire.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		if !bytes.Equal(i.Marshal(), b) {
-			t.Fatal("Marshal(Parse(b)) != b")
-		}
+		testenv.RoundTrip(t, b, ParseIdentity, func(i *Identity) ([]byte, error) { return i.Marshal(), nil })
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -21,12 +22,6 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/pack")
 
 // randBytes returns n deterministic pseudo-random bytes.
-func randBytes(seed byte, n int) []byte {
-	r := rand.NewChaCha8([32]byte{seed})
-	b := make([]byte, n)
-	_, _ = r.Read(b)
-	return b
-}
 
 // textLike returns n bytes of deterministic registry-like CSV text.
 func textLike(seed uint64, n int) []byte {
@@ -59,9 +54,9 @@ func TestCompressRoundTrip(t *testing.T) {
 		{"short text", []byte("hello"), CodecRaw},
 		{"text 8 KiB", textLike(1, 8<<10), CodecZstd},
 		{"text 1 MiB", textLike(2, 1<<20), CodecZstd},
-		{"random 1 MiB", randBytes(3, 1<<20), CodecRaw},
+		{"random 1 MiB", testenv.RandBytes(3, 1<<20), CodecRaw},
 		{"zeros max", make([]byte, MaxRawLength), CodecZstd},
-		{"random max", randBytes(4, MaxRawLength), CodecRaw},
+		{"random max", testenv.RandBytes(4, MaxRawLength), CodecRaw},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +164,7 @@ func TestDecompressFlips(t *testing.T) {
 }
 
 func TestCompressConcurrent(t *testing.T) {
-	inputs := [][]byte{textLike(8, 50000), randBytes(9, 50000), nil, textLike(10, 1<<20)}
+	inputs := [][]byte{textLike(8, 50000), testenv.RandBytes(9, 50000), nil, textLike(10, 1<<20)}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -220,7 +215,7 @@ func buildPack(t testing.TB, h *chunk.Hasher, blobs []blob) ([]byte, []Entry) {
 func testBlobs() []blob {
 	return []blob{
 		{BlobData, textLike(11, 100<<10)},
-		{BlobData, randBytes(12, 3000)},
+		{BlobData, testenv.RandBytes(12, 3000)},
 		{BlobTree, []byte(`{"entries":[{"name":"population.csv","type":"file","size":102400}]}`)},
 		{BlobData, nil},
 		{BlobTree, bytes.Repeat([]byte(`{"name":"f","type":"file"},`), 200)},
@@ -459,7 +454,7 @@ func FuzzParseIndex(f *testing.F) {
 }
 
 func FuzzDecompress(f *testing.F) {
-	for _, raw := range [][]byte{nil, []byte("x"), textLike(14, 5000), randBytes(15, 100)} {
+	for _, raw := range [][]byte{nil, []byte("x"), textLike(14, 5000), testenv.RandBytes(15, 100)} {
 		f.Add(Compress(nil, raw), len(raw))
 	}
 	f.Fuzz(func(t *testing.T, stored []byte, rawLen int) {
@@ -535,8 +530,8 @@ func benchInputs() []struct {
 	}{
 		{"text/64KiB", textLike(20, 64<<10)},
 		{"text/1MiB", textLike(21, 1<<20)},
-		{"random/64KiB", randBytes(22, 64<<10)},
-		{"random/1MiB", randBytes(23, 1<<20)},
+		{"random/64KiB", testenv.RandBytes(22, 64<<10)},
+		{"random/1MiB", testenv.RandBytes(23, 1<<20)},
 	}
 }
 
@@ -594,7 +589,7 @@ func BenchmarkLevel(b *testing.B) {
 }
 
 func BenchmarkBuilder(b *testing.B) {
-	stored := Compress(nil, randBytes(25, 1<<20))
+	stored := Compress(nil, testenv.RandBytes(25, 1<<20))
 	b.SetBytes(16 * int64(len(stored)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,13 +20,6 @@ import (
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/seal")
-
-func randBytes(seed byte, n int) []byte {
-	r := rand.NewChaCha8([32]byte{seed})
-	b := make([]byte, n)
-	_, _ = r.Read(b)
-	return b
-}
 
 var (
 	keyOnce  sync.Once
@@ -75,7 +68,7 @@ func TestRoundTrip(t *testing.T) {
 	priv := testKey(t)
 	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			pt := randBytes(byte(n), n)
+			pt := testenv.RandBytes(byte(n), n)
 			s := mustSeal(t, priv.PublicKey(), testAD(), pt)
 			if len(s) != n+Overhead(n) {
 				t.Errorf("sealed %d bytes into %d, Overhead says %d", n, len(s), n+Overhead(n))
@@ -172,7 +165,7 @@ func TestBadKind(t *testing.T) {
 
 func TestWrongAD(t *testing.T) {
 	priv := testKey(t)
-	s := mustSeal(t, priv.PublicKey(), testAD(), randBytes(1, 1000))
+	s := mustSeal(t, priv.PublicKey(), testAD(), testenv.RandBytes(1, 1000))
 	changes := map[string]func(*AD){
 		"kind":    func(a *AD) { a.Kind = KindRecord },
 		"guest":   func(a *AD) { a.Guest[15] ^= 1 },
@@ -210,7 +203,7 @@ func TestFlips(t *testing.T) {
 	priv := testKey(t)
 	for _, n := range []int{0, 10, 2*SegmentSize + 5} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			s := mustSeal(t, priv.PublicKey(), testAD(), randBytes(2, n))
+			s := mustSeal(t, priv.PublicKey(), testAD(), testenv.RandBytes(2, n))
 			bodyStart, nseg := layout(t, s)
 			positions := map[int]bool{}
 			for i := 0; i < bodyStart; i++ { // header, key slot, body length: every byte
@@ -250,7 +243,7 @@ func withBody(t *testing.T, s, body []byte) []byte {
 
 func TestTruncateReorder(t *testing.T) {
 	priv := testKey(t)
-	pt := randBytes(3, 4*SegmentSize+100)
+	pt := testenv.RandBytes(3, 4*SegmentSize+100)
 	s := mustSeal(t, priv.PublicKey(), testAD(), pt)
 	p, err := parse(s)
 	if err != nil {
@@ -378,7 +371,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pt := randBytes(byte(g), 100000+g)
+			pt := testenv.RandBytes(byte(g), 100000+g)
 			ad := testAD()
 			ad.Object[0] = byte(g)
 			for range 5 {
@@ -401,7 +394,7 @@ func TestConcurrent(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	priv := testKey(f)
 	for _, n := range []int{0, 5, SegmentSize + 3} {
-		f.Add(mustSeal(f, priv.PublicKey(), testAD(), randBytes(4, n)))
+		f.Add(mustSeal(f, priv.PublicKey(), testAD(), testenv.RandBytes(4, n)))
 	}
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -514,7 +507,7 @@ func TestGolden(t *testing.T) {
 func BenchmarkSeal(b *testing.B) {
 	priv := testKey(b)
 	for _, n := range []int{64 << 10, 16 << 20} {
-		pt := randBytes(5, n)
+		pt := testenv.RandBytes(5, n)
 		b.Run(fmt.Sprintf("%dKiB", n>>10), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
@@ -530,7 +523,7 @@ func BenchmarkSeal(b *testing.B) {
 func BenchmarkOpen(b *testing.B) {
 	priv := testKey(b)
 	for _, n := range []int{64 << 10, 16 << 20} {
-		s := mustSeal(b, priv.PublicKey(), testAD(), randBytes(6, n))
+		s := mustSeal(b, priv.PublicKey(), testAD(), testenv.RandBytes(6, n))
 		b.Run(fmt.Sprintf("%dKiB", n>>10), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			b.ReportAllocs()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -423,18 +424,18 @@ func TestGolden(t *testing.T) {
 	var ids []*custodian.Identity
 	var rcpts []*custodian.Recipient
 	for _, n := range goldenNames {
-		id, err := custodian.ParseIdentity(readFile(t, filepath.Join(custodianDir, n+".key")))
+		id, err := custodian.ParseIdentity(testenv.ReadFile(t, filepath.Join(custodianDir, n+".key")))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
 		rcpts = append(rcpts, id.Recipient())
 	}
-	ds, err := guest.ParseDataset(readFile(t, filepath.Join(guestDir, "population.dataset")))
+	ds, err := guest.ParseDataset(testenv.ReadFile(t, filepath.Join(guestDir, "population.dataset")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := readFile(t, filepath.Join(guestDir, "population.secret"))
+	secret := testenv.ReadFile(t, filepath.Join(guestDir, "population.secret"))
 	if *update {
 		s, err := guest.ParseSecret(secret)
 		if err != nil {
@@ -452,7 +453,7 @@ func TestGolden(t *testing.T) {
 	}
 	var shares []*Share
 	for i, n := range goldenNames {
-		file := readFile(t, filepath.Join(goldenDir, "population-"+n+".share"))
+		file := testenv.ReadFile(t, filepath.Join(goldenDir, "population-"+n+".share"))
 		h, err := Inspect(file)
 		if err != nil {
 			t.Fatal(err)
@@ -482,15 +483,6 @@ func TestGolden(t *testing.T) {
 	if _, _, err := Combine(shares[:2]); !errors.Is(err, ErrBelowThreshold) {
 		t.Fatalf("two golden shares: %v", err)
 	}
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func FuzzInspect(f *testing.F) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,20 +374,9 @@ func FuzzParse(f *testing.F) {
 	}
 	zeroSig := make([]byte, sig.SignatureSize)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e, err := Parse(append(bytes.Clone(body), zeroSig...))
-		if err != nil {
-			if !errors.Is(err, wire.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		out, err := e.Marshal()
-		if err != nil {
-			t.Fatalf("parsed envelope does not marshal: %v", err)
-		}
-		if !bytes.Equal(out, body) {
-			t.Fatal("Marshal(Parse(b)) != b")
-		}
+		// Parse takes signed bytes; a zero signature suffices (it does not verify).
+		parse := func(b []byte) (*Envelope, error) { return Parse(append(bytes.Clone(b), zeroSig...)) }
+		testenv.RoundTrip(t, body, parse, (*Envelope).Marshal)
 	})
 }
 

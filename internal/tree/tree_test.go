@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"math"
 	"os"
 	"path/filepath"
@@ -357,20 +358,7 @@ func FuzzParse(f *testing.F) {
 	small, _ := large(20).Marshal()
 	f.Add(small)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tr, err := Parse(b)
-		if err != nil {
-			if !errors.Is(err, wire.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		out, err := tr.Marshal()
-		if err != nil {
-			t.Fatalf("parsed tree does not marshal: %v", err)
-		}
-		if !bytes.Equal(out, b) {
-			t.Fatal("Marshal(Parse(b)) != b")
-		}
+		testenv.RoundTrip(t, b, Parse, (*Tree).Marshal)
 	})
 }
 
