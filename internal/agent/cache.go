@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -306,12 +305,4 @@ func (c *cache) putDir(path string, es []fileEntry) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(c.nxt).Put([]byte(path), encodeEntries(es))
 	})
-}
-
-func removeCache(path string) error {
-	err := os.Remove(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
 }

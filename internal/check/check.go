@@ -138,13 +138,14 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		}
 		rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: p.Kind, Dataset: ds.Name, Host: p.Host, Seq: p.Seq, Message: p.Message})
 	}
-	if head := o.Heads[ds.Name]; head > 0 && head > dr.latestOr(view) {
-		rep.Problems = append(rep.Problems, Problem{Severity: Loss, Kind: "rolled-back", Dataset: ds.Name, Seq: head,
-			Message: fmt.Sprintf("HOME wrote snapshot %d of %s but the newest any host serves is %d: the hosts lost or are withholding the newest snapshots", head, ds.Name, dr.latestOr(view))})
-	}
 	if l := view.Latest(); l != nil {
 		dr.Latest = l.Env.Seq
-	} else {
+	}
+	if head := o.Heads[ds.Name]; head > dr.Latest {
+		rep.Problems = append(rep.Problems, Problem{Severity: Loss, Kind: "rolled-back", Dataset: ds.Name, Seq: head,
+			Message: fmt.Sprintf("HOME wrote snapshot %d of %s but the newest any host serves is %d: the hosts lost or are withholding the newest snapshots", head, ds.Name, dr.Latest)})
+	}
+	if dr.Latest == 0 {
 		answered := 0
 		for _, s := range served {
 			if s.Err == nil {
@@ -240,11 +241,4 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		}
 	}
 	return dr, nil
-}
-
-func (dr *DatasetReport) latestOr(v *catalog.View) uint64 {
-	if l := v.Latest(); l != nil {
-		return l.Env.Seq
-	}
-	return 0
 }

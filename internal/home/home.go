@@ -435,11 +435,6 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// WriteFileAtomic is writeFileAtomic for other packages' small files.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFileAtomic(path, data, perm)
-}
-
 // WriteFileNew is writeFileNew for other packages.
 func WriteFileNew(path string, data []byte, perm os.FileMode) error {
 	return writeFileNew(path, data, perm)

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -494,17 +493,4 @@ func (c *packCache) evict() {
 		}
 		delete(c.items, oldest)
 	}
-}
-
-// Describe names the hosts a restore can use, for error messages.
-func Describe(hs []*hosts.Host) string {
-	var parts []string
-	for _, h := range hs {
-		if h.Available() {
-			parts = append(parts, h.Name)
-		} else {
-			parts = append(parts, h.Name+" (unavailable)")
-		}
-	}
-	return strings.Join(parts, ", ")
 }
