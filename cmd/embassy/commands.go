@@ -280,7 +280,7 @@ func (e *env) snapshots(args []string) error {
 	if err != nil {
 		return err
 	}
-	hs, err := hosts.Open(h.Config.Hosts, false)
+	hs, err := hosts.Open(h.Config.Hosts, hosts.Options{Connect: h.Connect})
 	if err != nil {
 		return err
 	}
@@ -325,12 +325,18 @@ func (e *env) check(args []string) error {
 	fs.Var(&datasets, "dataset", "only this dataset (repeat)")
 	readData := fs.Bool("read-data", false, "read every shard in full and check its hash and the erasure code")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	grantFile := fs.String("grant", "", "a read grant signed by the custodians (auditors of remote hosts)")
+	grantKey := fs.String("grant-key", "", "the grant's reader key file (default GRANT.key)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	var specs []hosts.Spec
 	var id *guest.Identity
 	heads := map[string]uint64{}
+	connect, err := grantConnector(*grantFile, *grantKey)
+	if err != nil {
+		return err
+	}
 	switch {
 	case *homeDir != "":
 		h, err := home.Open(*homeDir)
@@ -338,6 +344,9 @@ func (e *env) check(args []string) error {
 			return err
 		}
 		specs, id = h.Config.Hosts, h.Identity
+		if connect == nil {
+			connect = h.Connect
+		}
 		for _, d := range h.Identity.Datasets {
 			seq, _, err := agent.Head(h, d.Name)
 			if err != nil {
@@ -364,7 +373,7 @@ func (e *env) check(args []string) error {
 	default:
 		return usageErr("check needs --home HOME, or --host NAME=DIR ... with --identity GUEST.pub")
 	}
-	hs, err := hosts.Open(specs, false)
+	hs, err := hosts.Open(specs, hosts.Options{Connect: connect})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -443,6 +452,8 @@ func (e *env) restore(args []string) error {
 	snap := fs.String("snapshot", "latest", "latest, a sequence number, or an envelope hash prefix")
 	target := fs.String("target", "", "directory to restore into")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	grantFile := fs.String("grant", "", "a read grant signed by the custodians (needed for remote hosts)")
+	grantKey := fs.String("grant-key", "", "the grant's reader key file (default GRANT.key)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -453,7 +464,11 @@ func (e *env) restore(args []string) error {
 	if err != nil {
 		return err
 	}
-	hs, err := hosts.Open(specs, false)
+	connect, err := grantConnector(*grantFile, *grantKey)
+	if err != nil {
+		return err
+	}
+	hs, err := hosts.Open(specs, hosts.Options{Connect: connect})
 	if err != nil {
 		return usageErr("%v", err)
 	}

@@ -155,6 +155,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.shareInspect(args[2:])
 	case "demo":
 		return e.demo(args[1:])
+	case "host":
+		return e.host(args[1:])
+	case "grant":
+		return e.grant(args[1:])
 	default:
 		return usageErr("unknown command %q (embassy --help lists them)", args[0])
 	}

@@ -123,7 +123,7 @@ func (e *testEnv) mustBackup(path string) *agent.Result {
 // restore restores snapshot snap into target from all hosts.
 func (e *testEnv) restore(snap, target string) *restore.Result {
 	e.tb.Helper()
-	hs, err := hosts.Open(e.specs, false)
+	hs, err := hosts.Open(e.specs, hosts.Options{})
 	if err != nil {
 		e.tb.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func (e *testEnv) restore(snap, target string) *restore.Result {
 // envelopes counts the envelopes on each host.
 func (e *testEnv) envelopes() []int {
 	e.tb.Helper()
-	hs, err := hosts.Open(e.specs, false)
+	hs, err := hosts.Open(e.specs, hosts.Options{})
 	if err != nil {
 		e.tb.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func (e *testEnv) envelopes() []int {
 // checkHealthy audits the hosts with the public identity only.
 func (e *testEnv) checkHealthy(readData bool) *check.Report {
 	e.tb.Helper()
-	hs, err := hosts.Open(e.specs, false)
+	hs, err := hosts.Open(e.specs, hosts.Options{})
 	if err != nil {
 		e.tb.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/embassy-project/embassy/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,8 @@ type Home struct {
 	Config   Config
 	Agent    *sig.PrivateKey
 	Identity *guest.Identity
+
+	cert agentCert // made on first use by Connect
 }
 
 // ErrNotHome is returned when a directory holds no embassy HOME.
@@ -89,12 +92,14 @@ func Init(dir string, o InitOptions) (*Home, []ShareFile, error) {
 	if err := ensureEmptyDir(dir); err != nil {
 		return nil, nil, err
 	}
-	hs, err := hosts.Open(o.Hosts, true)
+	// Local hosts are initialised now; remote hosts are not contacted (they
+	// can serve the guest only once they have its identity file).
+	hs, err := hosts.Open(o.Hosts, hosts.Options{Create: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, h := range hs {
-		if !h.Available() {
+		if h.Remote == nil && !h.Available() {
 			return nil, nil, fmt.Errorf("initialise host: %w", h.Err)
 		}
 	}
@@ -372,70 +377,16 @@ func (h *Home) save() error {
 	return writeFileAtomic(filepath.Join(h.Dir, "config.json"), append(b, '\n'), 0o600)
 }
 
-// writeFileAtomic writes data to path through a temporary file, fsync and
-// rename, so a crash leaves the old or the new file, never a torn one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(path, data, perm)
 }
 
-// writeFileNew writes a file that must not exist yet (share files are never
-// overwritten: losing one would lose a custodian's share).
 func writeFileNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.WriteNew(path, data, perm)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// WriteFileNew is writeFileNew for other packages.
+// WriteFileNew is atomicfile.WriteNew (share files are never overwritten:
+// losing one would lose a custodian's share).
 func WriteFileNew(path string, data []byte, perm os.FileMode) error {
-	return writeFileNew(path, data, perm)
+	return atomicfile.WriteNew(path, data, perm)
 }

@@ -3,7 +3,8 @@
 // shards of one pack (shard i on host i), checking every shard against the
 // address the agent signed.
 //
-// Only local-directory hosts exist so far; remote hosts plug in as another
+// A host is either a local directory (package shardstore/fs) or a remote host
+// node reached over mutual TLS (package transport); both are a
 // shardstore.Store behind the same Host.
 package hosts
 
@@ -19,29 +20,66 @@ import (
 	"github.com/embassy-project/embassy/internal/erasure"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/shardstore/fs"
+	"github.com/embassy-project/embassy/internal/transport"
 	"github.com/embassy-project/embassy/internal/wire"
 )
 
-// Spec names one host and where it is.
+// Spec names one host and where it is: a local directory, or a remote host
+// node described by its descriptor.
 type Spec struct {
-	Name     string `json:"name"`
-	Location string `json:"location"` // a local directory
+	Name     string                `json:"name"`
+	Location string                `json:"location,omitempty"` // a local directory
+	Remote   *transport.Descriptor `json:"remote,omitempty"`   // a host node
 }
 
-// ParseSpec parses "NAME=LOCATION".
+// ParseSpec parses "NAME=LOCATION", where LOCATION is a host descriptor file
+// (a remote host node) or a directory (a local host).
 func ParseSpec(s string) (Spec, error) {
 	name, loc, ok := strings.Cut(s, "=")
 	if !ok || loc == "" {
-		return Spec{}, fmt.Errorf("host %q: want NAME=DIR", s)
+		return Spec{}, fmt.Errorf("host %q: want NAME=DIR or NAME=DESCRIPTOR_FILE", s)
 	}
 	if !wire.ValidName(name) {
 		return Spec{}, fmt.Errorf("host %q: a name is 1 to %d characters of a-z, 0-9 and (not first) . _ -", s, wire.MaxNameLen)
+	}
+	if fi, err := os.Stat(loc); err == nil && fi.Mode().IsRegular() {
+		b, err := os.ReadFile(loc)
+		if err != nil {
+			return Spec{}, fmt.Errorf("host %q: %w", s, err)
+		}
+		d, err := transport.ParseDescriptor(b)
+		if err != nil {
+			return Spec{}, fmt.Errorf("host %q: %s: %w", s, loc, err)
+		}
+		return Spec{Name: name, Remote: d}, nil
 	}
 	abs, err := filepath.Abs(loc)
 	if err != nil {
 		return Spec{}, fmt.Errorf("host %q: %w", s, err)
 	}
 	return Spec{Name: name, Location: abs}, nil
+}
+
+// String describes where the host is.
+func (s Spec) String() string {
+	if s.Remote != nil {
+		return s.Remote.BaseURL()
+	}
+	return s.Location
+}
+
+// Connector opens the store of a remote host: it holds the credential (an
+// agent or read-grant certificate) the caller acts with.
+type Connector func(d *transport.Descriptor) (shardstore.Store, error)
+
+// Options configure Open.
+type Options struct {
+	// Create initialises missing local directories (guest set-up); without
+	// it, a local host whose store does not exist is reported unavailable
+	// rather than silently created. Remote hosts are never contacted by Open.
+	Create bool
+	// Connect opens remote hosts; without it they are reported unavailable.
+	Connect Connector
 }
 
 // ErrUnavailable marks a host that could not be opened or reached.
@@ -57,11 +95,9 @@ type Host struct {
 // Available reports whether the host could be opened.
 func (h *Host) Available() bool { return h.Store != nil }
 
-// Open opens each host. With create, missing directories are initialised
-// (guest set-up); without, a host whose store does not exist is reported
-// unavailable rather than silently created. Open fails only on duplicate
-// names; unavailable hosts are returned with Err set.
-func Open(specs []Spec, create bool) ([]*Host, error) {
+// Open opens each host. It fails only on duplicate names; unavailable hosts
+// are returned with Err set.
+func Open(specs []Spec, o Options) ([]*Host, error) {
 	seen := map[string]bool{}
 	var out []*Host
 	for _, s := range specs {
@@ -70,7 +106,18 @@ func Open(specs []Spec, create bool) ([]*Host, error) {
 		}
 		seen[s.Name] = true
 		h := &Host{Spec: s}
-		if !create {
+		if s.Remote != nil {
+			if o.Connect == nil {
+				h.Err = fmt.Errorf("%w: %s: remote host %s needs a credential (HOME, or a read grant)", ErrUnavailable, s.Name, s.Remote.BaseURL())
+			} else if st, err := o.Connect(s.Remote); err != nil {
+				h.Err = fmt.Errorf("%w: %s: %v", ErrUnavailable, s.Name, err)
+			} else {
+				h.Store = st
+			}
+			out = append(out, h)
+			continue
+		}
+		if !o.Create {
 			if _, err := os.Stat(filepath.Join(s.Location, fs.MarkerName)); err != nil {
 				h.Err = fmt.Errorf("%w: %s: no shard store at %s", ErrUnavailable, s.Name, s.Location)
 				out = append(out, h)

@@ -298,6 +298,23 @@ func (s *Store) Get(ctx context.Context, kind shardstore.Kind, id shardstore.ID)
 	return data, nil
 }
 
+// Open opens an object for reading parts of it without checking its hash
+// (a storage proof checks the parts it reads against the address). The
+// caller closes the file.
+func (s *Store) Open(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (*os.File, error) {
+	if err := check(ctx, kind); err != nil {
+		return nil, fmt.Errorf("open %s/%s: %w", kind, id, err)
+	}
+	f, err := os.Open(s.path(kind, id))
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, fmt.Errorf("open %s/%s: %w", kind, id, shardstore.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s/%s: %w", kind, id, err)
+	}
+	return f, nil
+}
+
 // Stat returns the object's size.
 func (s *Store) Stat(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (int64, error) {
 	if err := check(ctx, kind); err != nil {

@@ -1,0 +1,373 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/embassy-project/embassy/internal/access"
+	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/shardstore"
+)
+
+// Errors a caller may branch on, besides shardstore.ErrNotFound and
+// shardstore.ErrMismatch.
+var (
+	// ErrUnavailable means the host could not be reached or failed (network
+	// errors, timeouts, 5xx) after the retries.
+	ErrUnavailable = errors.New("host unavailable")
+	// ErrRefused means the host refused the request (403): the credential does
+	// not allow it.
+	ErrRefused = errors.New("refused by host")
+	// ErrQuota means the guest's quota on the host, or the host's disk, is full
+	// (507).
+	ErrQuota = errors.New("host storage full or quota exceeded")
+	// ErrTooLarge means the object is larger than the host accepts (413).
+	ErrTooLarge = errors.New("object too large for host")
+)
+
+// MaxObjectSize is the largest object a client sends or accepts.
+const MaxObjectSize = 256 << 20
+
+// MaxListSize bounds a listing response.
+const MaxListSize = 1 << 30
+
+// Client talks to one host as one guest. It implements shardstore.Store.
+type Client struct {
+	d     *Descriptor
+	guest guest.ID
+	hc    *http.Client
+	// Timeout bounds each phase of one attempt (sending the request, then
+	// receiving the response); every MiB of body adds a second. A stalled or
+	// stopped host fails the request instead of hanging it.
+	Timeout time.Duration
+	// Retries is how many times a request that failed transiently (network
+	// error, 5xx other than 507, 429) is retried, with doubling backoff.
+	Retries int
+	// Backoff is the first retry delay.
+	Backoff time.Duration
+}
+
+var _ shardstore.Store = (*Client)(nil)
+
+// NewClient returns a client for host d acting as guest g with the client
+// certificate cert (an agent or read-grant certificate from package access).
+// The host's TLS key is pinned to d's fingerprint; no CA is consulted.
+func NewClient(d *Descriptor, g guest.ID, cert tls.Certificate) *Client {
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS13,
+			Certificates:       []tls.Certificate{cert},
+			InsecureSkipVerify: true, // replaced by the pin check below
+			VerifyConnection:   access.PinnedServer(d.TLS),
+		},
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+		MaxIdleConnsPerHost: 16,
+		// HTTP/1.1 (no TLSNextProto): a refused credential then surfaces as
+		// the server's TLS alert instead of an opaque HTTP/2 error.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	return &Client{
+		d: d, guest: g,
+		hc:      &http.Client{Transport: tr},
+		Timeout: 20 * time.Second,
+		Retries: 2,
+		Backoff: 200 * time.Millisecond,
+	}
+}
+
+// Name returns the host's name.
+func (c *Client) Name() string { return c.d.Name }
+
+// Descriptor returns the host's descriptor.
+func (c *Client) Descriptor() *Descriptor { return c.d }
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+func (c *Client) objectURL(kind shardstore.Kind, id shardstore.ID) string {
+	return fmt.Sprintf("%s/v1/guests/%s/%s/%s", c.d.BaseURL(), c.guest, kind, id)
+}
+
+// Put stores data under id on the host.
+func (c *Client) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
+	if err := shardstore.CheckKind(kind); err != nil {
+		return err
+	}
+	if shardstore.Sum(data) != id {
+		return fmt.Errorf("put %s %s: %w", kind, id, shardstore.ErrMismatch)
+	}
+	if len(data) > MaxObjectSize {
+		return fmt.Errorf("put %s %s: %d bytes: %w", kind, id, len(data), ErrTooLarge)
+	}
+	_, err := c.do(ctx, http.MethodPut, c.objectURL(kind, id), data, 0)
+	if err != nil {
+		return fmt.Errorf("put %s %s on %s: %w", kind, id, c.d.Name, err)
+	}
+	return nil
+}
+
+// Get fetches an object and re-hashes it: bytes that do not hash to id are an
+// error wrapping shardstore.ErrMismatch whatever the host claims.
+func (c *Client) Get(ctx context.Context, kind shardstore.Kind, id shardstore.ID) ([]byte, error) {
+	if err := shardstore.CheckKind(kind); err != nil {
+		return nil, err
+	}
+	b, err := c.do(ctx, http.MethodGet, c.objectURL(kind, id), nil, MaxObjectSize)
+	if err != nil {
+		return nil, fmt.Errorf("get %s %s from %s: %w", kind, id, c.d.Name, err)
+	}
+	if shardstore.Sum(b) != id {
+		return nil, fmt.Errorf("get %s %s from %s: %w", kind, id, c.d.Name, shardstore.ErrMismatch)
+	}
+	return b, nil
+}
+
+// Stat returns the size the host reports for an object.
+func (c *Client) Stat(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (int64, error) {
+	if err := shardstore.CheckKind(kind); err != nil {
+		return 0, err
+	}
+	var size int64
+	err := c.retry(ctx, func(ctx context.Context, _ *watchdog) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.objectURL(kind, id), nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return transportError(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return statusError(resp.StatusCode, nil)
+		}
+		size = resp.ContentLength
+		if size < 0 {
+			return false, fmt.Errorf("%w: no content length", ErrUnavailable)
+		}
+		return false, nil
+	}, 0)
+	if err != nil {
+		return 0, fmt.Errorf("stat %s %s on %s: %w", kind, id, c.d.Name, err)
+	}
+	return size, nil
+}
+
+// List calls fn for every object of kind the host lists.
+func (c *Client) List(ctx context.Context, kind shardstore.Kind, fn func(shardstore.ID, int64) error) error {
+	if err := shardstore.CheckKind(kind); err != nil {
+		return err
+	}
+	u := fmt.Sprintf("%s/v1/guests/%s/%s/", c.d.BaseURL(), c.guest, kind)
+	b, err := c.do(ctx, http.MethodGet, u, nil, MaxListSize)
+	if err != nil {
+		return fmt.Errorf("list %s on %s: %w", kind, c.d.Name, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, sizes, ok := strings.Cut(sc.Text(), " ")
+		id, err := shardstore.ParseID(ids)
+		size, serr := strconv.ParseInt(sizes, 10, 64)
+		if !ok || err != nil || serr != nil || size < 0 {
+			return fmt.Errorf("list %s on %s: malformed line %q", kind, c.d.Name, clip(sc.Text()))
+		}
+		if err := fn(id, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Prove sends a marshalled storage-proof challenge and returns the host's
+// marshalled, signed answer. The caller verifies it.
+func (c *Client) Prove(ctx context.Context, challenge []byte) ([]byte, error) {
+	u := fmt.Sprintf("%s/v1/guests/%s/proof", c.d.BaseURL(), c.guest)
+	b, err := c.do(ctx, http.MethodPost, u, challenge, 64<<20)
+	if err != nil {
+		return nil, fmt.Errorf("storage proof from %s: %w", c.d.Name, err)
+	}
+	return b, nil
+}
+
+// Fetch reads a path of the host's public log (for example "checkpoint" or
+// "tile/0/000"), bounded to 16 MiB.
+func (c *Client) Fetch(ctx context.Context, path string) ([]byte, error) {
+	u := fmt.Sprintf("%s/log/%s", c.d.BaseURL(), strings.TrimPrefix(path, "/"))
+	b, err := c.do(ctx, http.MethodGet, u, nil, 16<<20)
+	if err != nil {
+		return nil, fmt.Errorf("log %s from %s: %w", path, c.d.Name, err)
+	}
+	return b, nil
+}
+
+// do runs one request with retries and returns the response body (up to max
+// bytes) of a 2xx answer.
+func (c *Client) do(ctx context.Context, method, url string, body []byte, max int64) ([]byte, error) {
+	var out []byte
+	err := c.retry(ctx, func(ctx context.Context, wd *watchdog) (bool, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, url, rd)
+		if err != nil {
+			return false, err
+		}
+		if body != nil {
+			req.ContentLength = int64(len(body))
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return transportError(err)
+		}
+		defer resp.Body.Close()
+		wd.arm(resp.ContentLength)
+		if resp.StatusCode/100 != 2 {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return statusError(resp.StatusCode, msg)
+		}
+		if max == 0 {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			return false, nil
+		}
+		if resp.ContentLength > max {
+			return false, fmt.Errorf("response of %d bytes is larger than %d", resp.ContentLength, max)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+		if err != nil {
+			return true, fmt.Errorf("%w: read response: %v", ErrUnavailable, err)
+		}
+		if int64(len(b)) > max {
+			return false, fmt.Errorf("response larger than %d bytes", max)
+		}
+		if resp.ContentLength >= 0 && int64(len(b)) != resp.ContentLength {
+			return true, fmt.Errorf("%w: truncated response", ErrUnavailable)
+		}
+		out = b
+		return false, nil
+	}, int64(len(body)))
+	return out, err
+}
+
+// retry runs op until it succeeds, fails permanently, or the retries are
+// spent. Each attempt gets a context the attempt's watchdog cancels: Timeout
+// plus one second per MiB of the request body until the response headers
+// arrive, then re-armed for the announced response body.
+func (c *Client) retry(ctx context.Context, op func(context.Context, *watchdog) (retry bool, err error), reqSize int64) error {
+	delay := c.Backoff
+	var err error
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithCancel(ctx)
+		wd := &watchdog{base: c.Timeout, cancel: cancel}
+		wd.arm(reqSize)
+		var again bool
+		again, err = op(actx, wd)
+		wd.stop()
+		cancel()
+		if err == nil || !again || attempt >= c.Retries || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+	if ctx.Err() != nil && err != nil && !errors.Is(err, ctx.Err()) {
+		return errors.Join(err, ctx.Err())
+	}
+	return err
+}
+
+// watchdog cancels an attempt that makes no progress in time.
+type watchdog struct {
+	base   time.Duration
+	cancel context.CancelFunc
+	t      *time.Timer
+}
+
+func (w *watchdog) arm(size int64) {
+	if w.t != nil {
+		w.t.Stop()
+	}
+	if size < 0 {
+		size = 0
+	}
+	w.t = time.AfterFunc(w.base+time.Duration(size>>20)*time.Second, w.cancel)
+}
+
+func (w *watchdog) stop() {
+	if w.t != nil {
+		w.t.Stop()
+	}
+}
+
+// transportError classifies a failed round trip: a TLS alert from the host
+// (it refused the client's credential) or a pin mismatch is permanent; any
+// other failure may be transient.
+func transportError(err error) (bool, error) {
+	var alert tls.AlertError
+	if errors.As(err, &alert) || errors.Is(err, access.ErrPinMismatch) {
+		return false, fmt.Errorf("%w: %v (is the guest served by this host, and the credential valid?)", ErrRefused, err)
+	}
+	if strings.Contains(err.Error(), "remote error: tls:") {
+		return false, fmt.Errorf("%w: %v (is the guest served by this host, and the credential valid?)", ErrRefused, err)
+	}
+	return true, fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// statusError maps a non-2xx status to an error and says whether to retry.
+func statusError(code int, msg []byte) (bool, error) {
+	detail := ""
+	if m := clip(string(msg)); m != "" {
+		detail = ": " + m
+	}
+	switch {
+	case code == http.StatusNotFound:
+		return false, fmt.Errorf("%w%s", shardstore.ErrNotFound, detail)
+	case code == http.StatusUnprocessableEntity:
+		return false, fmt.Errorf("%w%s", shardstore.ErrMismatch, detail)
+	case code == http.StatusForbidden || code == http.StatusUnauthorized:
+		return false, fmt.Errorf("%w (%d)%s", ErrRefused, code, detail)
+	case code == http.StatusInsufficientStorage:
+		return false, fmt.Errorf("%w%s", ErrQuota, detail)
+	case code == http.StatusRequestEntityTooLarge:
+		return false, fmt.Errorf("%w%s", ErrTooLarge, detail)
+	case code == http.StatusTooManyRequests || code >= 500:
+		return true, fmt.Errorf("%w: HTTP %d%s", ErrUnavailable, code, detail)
+	default:
+		return false, fmt.Errorf("HTTP %d%s", code, detail)
+	}
+}
+
+// clip makes host-supplied text safe to print: one line, printable, bounded.
+func clip(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
