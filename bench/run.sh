@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The peer benchmark: embassy, restic and borg on the same registry-like
-# corpus, interleaved and repeated. See bench/README.md.
+# The peer benchmark: embassy (local directories and host nodes over mTLS),
+# restic and borg on the same registry-like corpus, interleaved and repeated.
+# See bench/README.md.
 #
 #   bench/run.sh [--quick] [--scale N] [--out FILE] [--md FILE] [--rounds N]
-#                [--tools embassy,restic,borg] [--work DIR] [--keep]
+#                [--tools embassy,embassy-mtls,restic,borg] [--work DIR] [--keep]
 #
 #   --quick     ~100 MB corpus (the CI smoke test); default ~1 GB
 #   --scale N   N × the default corpus (--scale 10: ~10 GB, by hand only)
@@ -12,7 +13,9 @@
 #   --rounds N  rounds, median reported (default 3)
 #   --work DIR  scratch directory (default ${TMPDIR:-/tmp}/embassy-bench); the
 #               generated corpus is kept there and reused by later runs
-#   --tools T   which tools, comma-separated (default embassy,restic,borg)
+#   --tools T   which tools, comma-separated (default embassy,embassy-mtls,restic,borg;
+#               embassy-mtls is embassy against three `embassy host serve` processes
+#               on 127.0.0.1 over mutual TLS)
 #   --keep      keep the last run's work copy and repository to look at
 #
 # Works non-interactively (CI=true, no stdin). Installs restic, borgbackup and
@@ -28,7 +31,7 @@ scale=1
 out=""
 md="docs/benchmarks.md"
 rounds=3
-tools="embassy,restic,borg"
+tools="embassy,embassy-mtls,restic,borg"
 work="${TMPDIR:-/tmp}/embassy-bench"
 keep=0
 seed=1
@@ -43,7 +46,7 @@ while [ $# -gt 0 ]; do
 	--tools) tools="$2"; shift ;;
 	--work) work="$2"; shift ;;
 	--keep) keep=1 ;;
-	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string) error {
 	fl.StringVar(&c.summary, "summary", "", "corpus summary JSON written by bench/corpus (optional)")
 	fl.StringVar(&c.work, "work", "", "scratch directory (required; its contents are replaced)")
 	fl.IntVar(&c.rounds, "rounds", 3, "rounds; each tool runs once per round, order rotated")
-	tools := fl.String("tools", "embassy,restic,borg", "tools to measure, comma-separated")
+	tools := fl.String("tools", strings.Join(allTools, ","), "tools to measure, comma-separated")
 	fl.StringVar(&c.out, "out", "", "JSON results file")
 	fl.StringVar(&c.md, "md", "docs/benchmarks.md", "markdown file whose peers section is replaced")
 	fl.StringVar(&c.label, "label", "", "run label (quick, default, scale 10)")
@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string) error {
 	return bench(ctx, &c)
 }
 
-var allTools = []string{"embassy", "restic", "borg"}
+var allTools = []string{"embassy", "embassy-mtls", "restic", "borg"}
 
 // sampleSet is every round's value of one metric for one tool.
 type sampleSet map[string][]float64
@@ -192,6 +192,7 @@ func bench(ctx context.Context, c *config) error {
 			res.Spread[name][k] = [2]float64{lo, hi}
 		}
 	}
+	res.MTLS = mtlsRatios(res)
 	if c.stages {
 		logf("stage benchmarks (go test -bench, -cpu 1, -benchtime %s)", c.benchtime)
 		st, err := runStages(ctx, c.repo, c.benchtime)
@@ -263,11 +264,34 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 	}
 	tag := fmt.Sprintf("r%d-%s", round, t.name)
 
+	// Server processes (embassy-mtls's host nodes) run from before the first
+	// backup until after verify; their CPU time is recorded per operation.
+	var srv *hostProcs
+	if t.serve != nil {
+		var err error
+		if srv, err = t.serve(ctx, tag); err != nil {
+			return nil, fmt.Errorf("start servers: %w", err)
+		}
+		defer srv.kill() // on error paths; a no-op after stop
+	}
+	var cpu0 float64
+	serverCPU := func(key string) {
+		if srv != nil {
+			c := srv.cpu()
+			if key != "" {
+				out[key] = c - cpu0
+			}
+			cpu0 = c
+		}
+	}
+
+	serverCPU("")
 	op, err := m.timed(ctx, tag+"-backup1", t.backup(1, src))
 	if err != nil {
 		return nil, err
 	}
 	out["backup_s"], out["backup1_rss_kb"], out["backup1_cpu_s"] = op.seconds, op.rssKB, op.cpu
+	serverCPU("backup1_host_cpu_s")
 	if t.afterBackup != nil {
 		t.afterBackup(op, out, "backup1")
 	}
@@ -290,11 +314,13 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 	} else if d := ref.meta.diff(meta); d != "" {
 		return nil, fmt.Errorf("the edited work copy differs from the first run's: %s", d)
 	}
+	serverCPU("")
 	op, err = m.timed(ctx, tag+"-backup2", t.backup(2, src))
 	if err != nil {
 		return nil, err
 	}
 	out["incremental_s"], out["backup2_rss_kb"], out["backup2_cpu_s"] = op.seconds, op.rssKB, op.cpu
+	serverCPU("backup2_host_cpu_s")
 	if t.afterBackup != nil {
 		t.afterBackup(op, out, "backup2")
 	}
@@ -305,11 +331,13 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 		return nil, err
 	}
 	rc, root := t.restore(target, src)
+	serverCPU("")
 	op, err = m.timed(ctx, tag+"-restore", rc)
 	if err != nil {
 		return nil, err
 	}
 	out["restore_s"], out["restore_rss_kb"], out["restore_cpu_s"] = op.seconds, op.rssKB, op.cpu
+	serverCPU("restore_host_cpu_s")
 
 	// Untimed: the restore must equal the edited work copy.
 	got, err := buildManifest(root, true)
@@ -324,11 +352,25 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 		return nil, err
 	}
 
+	serverCPU("")
 	op, err = m.timed(ctx, tag+"-verify", t.verify())
 	if err != nil {
 		return nil, err
 	}
 	out["verify_s"], out["verify_rss_kb"], out["verify_cpu_s"] = op.seconds, op.rssKB, op.cpu
+	serverCPU("verify_host_cpu_s")
+
+	if srv != nil {
+		u, err := srv.stop()
+		if err != nil {
+			return nil, fmt.Errorf("stop servers: %w", err)
+		}
+		var peak, sum float64
+		for _, v := range u.peakRSSKB {
+			peak, sum = max(peak, v), sum+v
+		}
+		out["host_peak_rss_kb"], out["host_peak_rss_sum_kb"], out["host_cpu_s"] = peak, sum, u.cpu
+	}
 
 	if out["stored_bytes"], err = duBytes(ctx, t.storedDirs()...); err != nil {
 		return nil, err
@@ -336,7 +378,12 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 	if out["local_bytes"], err = duBytes(ctx, t.localDirs()...); err != nil {
 		return nil, err
 	}
-	if t.name == "embassy" {
+	if t.hostDirs != nil {
+		if out["host_dir_bytes"], err = duBytes(ctx, t.hostDirs()...); err != nil {
+			return nil, err
+		}
+	}
+	if strings.HasPrefix(t.name, "embassy") {
 		out["stored_per_copy_bytes"] = out["stored_bytes"] * float64(c.dataShards) / float64(c.hostsN)
 	}
 	if !c.keepWorkDir {

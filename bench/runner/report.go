@@ -33,6 +33,7 @@ type Results struct {
 	Tools       []string                         `json:"tools"`
 	Stages      map[string]StageResult           `json:"stage_benchmarks,omitempty"`
 	Limit       *Limit                           `json:"limit,omitempty"`
+	MTLS        *MTLSRatios                      `json:"mtls_vs_local,omitempty"`
 	WallSeconds float64                          `json:"wall_seconds"`
 }
 
@@ -49,6 +50,41 @@ type EmbassyInfo struct {
 }
 
 var jsonUnmarshal = json.Unmarshal
+
+// MTLSRatios compares embassy against host nodes over mutual TLS with
+// embassy against local directories, in the same run: each is throughput
+// over mTLS ÷ throughput to local directories (the local median time ÷ the
+// mTLS median time), so 1 means no cost for the network path. Issue 3's
+// goal is a first backup at BackupGoal or better.
+type MTLSRatios struct {
+	Backup        float64 `json:"backup_throughput"`
+	Incremental   float64 `json:"incremental_throughput"`
+	Restore       float64 `json:"restore_throughput"`
+	Verify        float64 `json:"verify_throughput"`
+	BackupGoal    float64 `json:"backup_goal"`
+	BackupGoalMet bool    `json:"backup_goal_met"`
+}
+
+// mtlsGoal is issue 3's goal: mTLS backup throughput ≥ 80 % of local.
+const mtlsGoal = 0.80
+
+// mtlsRatios returns the comparison when both embassy variants ran.
+func mtlsRatios(r *Results) *MTLSRatios {
+	l, ok1 := r.Runs["embassy"]
+	m, ok2 := r.Runs["embassy-mtls"]
+	if !ok1 || !ok2 {
+		return nil
+	}
+	q := func(k string) float64 {
+		if m[k] <= 0 {
+			return 0
+		}
+		return l[k] / m[k]
+	}
+	x := &MTLSRatios{Backup: q("backup_s"), Incremental: q("incremental_s"), Restore: q("restore_s"), Verify: q("verify_s"), BackupGoal: mtlsGoal}
+	x.BackupGoalMet = x.Backup >= mtlsGoal
+	return x
+}
 
 // stats returns the median, minimum and maximum of v.
 func stats(v []float64) (med, lo, hi float64) {
@@ -223,6 +259,11 @@ func renderMarkdown(r *Results) string {
 	fmt.Fprintf(&b, "- **Page cache:** %s.\n", cache)
 	fmt.Fprintf(&b, "- **embassy:** %d local-directory hosts, n=%d, k=%d (every byte stored %.2f times), custodian threshold 2 of 3; restore from exactly k hosts and 2 custodians.\n",
 		r.Embassy.Hosts, r.Embassy.Hosts, r.Embassy.DataShards, float64(r.Embassy.Hosts)/float64(r.Embassy.DataShards))
+	if _, ok := r.Runs["embassy-mtls"]; ok {
+		fmt.Fprintf(&b, "- **embassy-mtls:** the same guest, custodians and k, but the %d hosts are `embassy host serve` processes on 127.0.0.1 (each with the others as witness peers), started before the first backup and stopped with SIGTERM after verify; "+
+			"every shard goes over mutual TLS, and each host re-hashes it, fsyncs it, writes its BLAKE3 outboard and logs the write in its transparency log. Restore presents a read grant signed by the 2 restoring custodians.\n",
+			r.Embassy.Hosts)
+	}
 	b.WriteString("- **Peers** run with their defaults, as their users run them; every restore of every tool was checked against the edited source (path, mode and SHA-256 of every file) before its time was kept.\n\n")
 
 	b.WriteString("Median of the rounds, (min–max) in brackets. Every metric is a cost: a ratio below 1× means embassy needs less.\n\n")
@@ -256,6 +297,7 @@ func renderMarkdown(r *Results) string {
 	if len(tp) > 0 {
 		fmt.Fprintf(&b, "\nThroughput (corpus bytes ÷ median time): %s.\n", strings.Join(tp, "; "))
 	}
+	r.mtlsSection(&b)
 	if l := r.Limit; l != nil {
 		b.WriteString("\n### How close embassy is to this machine's limit\n\n")
 		fmt.Fprintf(&b, "Stage throughputs from the `testing.B` benchmarks on one core (`go test -run '^$' -bench … -cpu 1`). ")
@@ -296,6 +338,48 @@ func renderMarkdown(r *Results) string {
 		fmt.Fprintf(&b, "\n%s:\n\n```\n%s\n```\n", t, strings.Join(r.Flags[t], "\n"))
 	}
 	return b.String()
+}
+
+// mtlsSection compares the two embassy variants: times, throughput ratio,
+// client and host CPU, the issue 3 goal line, and the host processes' RSS.
+func (r *Results) mtlsSection(b *strings.Builder) {
+	x := r.MTLS
+	if x == nil {
+		return
+	}
+	l, m := r.Runs["embassy"], r.Runs["embassy-mtls"]
+	b.WriteString("\n### embassy over mutual TLS against embassy on local directories\n\n")
+	b.WriteString("Same runs. The throughput ratio is the local median time ÷ the mTLS median time (1 = the network path costs nothing). " +
+		"Client CPU is the embassy command's (`/usr/bin/time`); host CPU is the three `host serve` processes' user + system time during the operation (`/proc/PID/stat`).\n\n")
+	b.WriteString("| operation | embassy, local dirs (s) | embassy-mtls (s) | mTLS ÷ local throughput | client CPU, local (s) | client CPU, mTLS (s) | 3 hosts' CPU (s) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	rows := []struct {
+		label, time, cpu, host string
+		ratio                  float64
+	}{
+		{"first backup", "backup_s", "backup1_cpu_s", "backup1_host_cpu_s", x.Backup},
+		{"second backup, after the 1 % edit", "incremental_s", "backup2_cpu_s", "backup2_host_cpu_s", x.Incremental},
+		{"restore of the second snapshot", "restore_s", "restore_cpu_s", "restore_host_cpu_s", x.Restore},
+		{"full read-verify", "verify_s", "verify_cpu_s", "verify_host_cpu_s", x.Verify},
+	}
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f× | %s | %s | %s |\n", row.label,
+			r.cell("embassy", metric{key: row.time}), r.cell("embassy-mtls", metric{key: row.time}), row.ratio,
+			num(l[row.cpu]), num(m[row.cpu]), num(m[row.host]))
+	}
+	met := "**not met**"
+	if x.BackupGoalMet {
+		met = "met"
+	}
+	fmt.Fprintf(b, "\n**embassy-mtls / embassy (local dirs):** first backup at **%.2f×** the local throughput (issue 3's goal ≥ %.2f×: %s), restore at **%.2f×**; second backup %.2f×, read-verify %.2f×.\n",
+		x.Backup, x.BackupGoal, met, x.Restore, x.Incremental, x.Verify)
+	if v, ok := m["host_peak_rss_kb"]; ok {
+		fmt.Fprintf(b, "\nHost processes: the largest peak RSS of one host was %.0f MiB (the three together %.0f MiB), and they used %.2f s of CPU from start to stop.",
+			v/1024, m["host_peak_rss_sum_kb"]/1024, m["host_cpu_s"])
+	}
+	if v, ok := m["host_dir_bytes"]; ok {
+		fmt.Fprintf(b, " The host directories hold %.1f MB in all, %.1f MB of it the shards under store/ (the rest: outboards, transparency logs, witness state).", v/1e6, m["stored_bytes"]/1e6)
+	}
+	b.WriteString("\n")
 }
 
 func commas(n int64) string {

@@ -23,14 +23,21 @@ type cmdSpec struct {
 // tool is one backup program under test. Its functions build the command
 // lines; setup (untimed) makes a fresh repository under dir.
 type tool struct {
-	name        string
-	version     string
-	setup       func(ctx context.Context, dir string) error
-	backup      func(n int, src string) cmdSpec
-	restore     func(target, src string) (cmdSpec, string) // and where the restored src appears
-	verify      func() cmdSpec
-	storedDirs  func() []string
-	localDirs   func() []string
+	name    string
+	version string
+	setup   func(ctx context.Context, dir string) error
+	// serve, when set, starts the tool's server processes (embassy-mtls: the
+	// three host nodes) after setup and before the first backup; tag names
+	// their log files. runOnce stops them after verify.
+	serve      func(ctx context.Context, tag string) (*hostProcs, error)
+	backup     func(n int, src string) cmdSpec
+	restore    func(target, src string) (cmdSpec, string) // and where the restored src appears
+	verify     func() cmdSpec
+	storedDirs func() []string
+	localDirs  func() []string
+	// hostDirs, when set, are the whole host directories (store, outboards,
+	// transparency log, witness state), recorded as host_dir_bytes.
+	hostDirs    func() []string
 	afterBackup func(op opResult, out map[string]float64, key string)
 	flags       func() []string // the exact command lines, with $W for the work dir
 	extra       map[string]string
@@ -51,6 +58,8 @@ func newTools(ctx context.Context, c *config, m *measurer) ([]*tool, error) {
 		switch name {
 		case "embassy":
 			t, err = newEmbassy(ctx, c, secrets)
+		case "embassy-mtls":
+			t, err = newEmbassyMTLS(ctx, c, secrets, m.logs)
 		case "restic":
 			t, err = newRestic(ctx, c, secrets)
 		case "borg":
@@ -85,15 +94,49 @@ func shown(work string, argv ...string) string {
 	return strings.Join(parts, " ")
 }
 
-func newEmbassy(ctx context.Context, c *config, secrets string) (*tool, error) {
-	bin := c.embassy
+// embassyCustodians are the three custodians both embassy variants use
+// (threshold 2); their keys are made once per runner invocation.
+var embassyCustodians = []string{"alice", "bob", "carol"}
+
+// custodianKeys makes the custodians' identities under secrets (once: keygen
+// never overwrites) and returns their directory.
+func custodianKeys(ctx context.Context, bin, secrets string) (string, error) {
 	keys := filepath.Join(secrets, "custodians")
-	custodians := []string{"alice", "bob", "carol"}
-	for _, n := range custodians {
-		if err := runQuiet(ctx, "", nil, bin, "custodian", "keygen", "--name", n, "--out", filepath.Join(keys, n+".key")); err != nil {
-			return nil, fmt.Errorf("custodian keygen: %w", err)
+	for _, n := range embassyCustodians {
+		f := filepath.Join(keys, n+".key")
+		if _, err := os.Stat(f); err == nil {
+			continue
+		}
+		if err := runQuiet(ctx, "", nil, bin, "custodian", "keygen", "--name", n, "--out", f); err != nil {
+			return "", fmt.Errorf("custodian keygen: %w", err)
 		}
 	}
+	return keys, nil
+}
+
+// embassyBackupStats reads `embassy backup --json` into out.
+func embassyBackupStats(op opResult, out map[string]float64, key string) {
+	var r struct {
+		Bytes       float64 `json:"bytes"`
+		NewBytes    float64 `json:"new_bytes"`
+		StoredBytes float64 `json:"stored_bytes"`
+		Uploaded    float64 `json:"uploaded_bytes"`
+	}
+	if json.Unmarshal(op.stdout, &r) == nil {
+		out[key+"_new_bytes"] = r.NewBytes
+		out[key+"_sealed_bytes"] = r.StoredBytes
+		out[key+"_uploaded_bytes"] = r.Uploaded
+		out[key+"_input_bytes"] = r.Bytes
+	}
+}
+
+func newEmbassy(ctx context.Context, c *config, secrets string) (*tool, error) {
+	bin := c.embassy
+	keys, err := custodianKeys(ctx, bin, secrets)
+	if err != nil {
+		return nil, err
+	}
+	custodians := embassyCustodians
 	var home, shares string
 	var hostDirs []string
 	hostNames := "abcdefghijklmnopqrstuvwxyz"[:c.hostsN]
@@ -137,20 +180,7 @@ func newEmbassy(ctx context.Context, c *config, secrets string) (*tool, error) {
 	}
 	t.storedDirs = func() []string { return hostDirs }
 	t.localDirs = func() []string { return []string{home} }
-	t.afterBackup = func(op opResult, out map[string]float64, key string) {
-		var r struct {
-			Bytes       float64 `json:"bytes"`
-			NewBytes    float64 `json:"new_bytes"`
-			StoredBytes float64 `json:"stored_bytes"`
-			Uploaded    float64 `json:"uploaded_bytes"`
-		}
-		if json.Unmarshal(op.stdout, &r) == nil {
-			out[key+"_new_bytes"] = r.NewBytes
-			out[key+"_sealed_bytes"] = r.StoredBytes
-			out[key+"_uploaded_bytes"] = r.Uploaded
-			out[key+"_input_bytes"] = r.Bytes
-		}
-	}
+	t.afterBackup = embassyBackupStats
 	t.flags = func() []string {
 		w := c.work
 		d := filepath.Join(w, "tool")

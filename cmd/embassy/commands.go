@@ -327,6 +327,8 @@ func (e *env) check(args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	grantFile := fs.String("grant", "", "a read grant signed by the custodians (auditors of remote hosts)")
 	grantKey := fs.String("grant-key", "", "the grant's reader key file (default GRANT.key)")
+	stateDir := fs.String("state", "", "auditor state: trusted log checkpoints and proof evidence (default HOME)")
+	witnesses := fs.Int("witness-threshold", 0, "witness cosignatures required per host log (default min(2, other hosts))")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -346,6 +348,9 @@ func (e *env) check(args []string) error {
 		specs, id = h.Config.Hosts, h.Identity
 		if connect == nil {
 			connect = h.Connect
+		}
+		if *stateDir == "" {
+			*stateDir = h.Dir
 		}
 		for _, d := range h.Identity.Datasets {
 			seq, _, err := agent.Head(h, d.Name)
@@ -377,7 +382,12 @@ func (e *env) check(args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData, Heads: heads})
+	audit := check.Audit{WitnessThreshold: *witnesses}
+	if *stateDir != "" {
+		st := check.DirState{Dir: *stateDir}
+		audit.Trust, audit.Evidence = st, st.Evidence
+	}
+	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData, Heads: heads, Audit: audit})
 	if err != nil {
 		return err
 	}
@@ -409,6 +419,13 @@ func (e *env) printCheck(rep *check.Report) {
 			state = "UNAVAILABLE: " + h.Error
 		}
 		fmt.Fprintf(e.stdout, "  host %-8s %s\n", h.Name, state)
+		if l := h.Log; l != nil {
+			fmt.Fprintf(e.stdout, "    log %s: %d entries, witnessed up to %d by %d of %d required %v\n", l.Origin, l.Size, l.CosignedSize, len(l.Witnesses), l.Threshold, l.Witnesses)
+		}
+		if p := h.Proof; p != nil {
+			fmt.Fprintf(e.stdout, "    storage proof: %d/%d sampled slices of %d shards proven (catches %.0f%% loss with %.4f%% confidence)\n",
+				p.OK, p.Items, p.Shards, p.Loss*100, p.Confidence*100)
+		}
 	}
 	for _, d := range rep.Datasets {
 		fmt.Fprintf(e.stdout, "  dataset %-12s %d snapshots (latest %d), %d packs, %d unrecoverable\n", d.Name, d.Snapshots, d.Latest, d.Packs, d.Unrecoverable)

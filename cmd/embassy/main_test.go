@@ -100,7 +100,18 @@ type restoreJSON struct {
 type checkJSON struct {
 	Healthy    bool `json:"healthy"`
 	Restorable bool `json:"restorable"`
-	Problems   []struct {
+	Hosts      []struct {
+		Name  string `json:"name"`
+		Proof *struct {
+			Items, OK, Missing, Bad int
+		} `json:"proof"`
+		Log *struct {
+			Size         uint64   `json:"size"`
+			CosignedSize uint64   `json:"cosigned_size"`
+			Witnesses    []string `json:"witnesses"`
+		} `json:"log"`
+	} `json:"hosts"`
+	Problems []struct {
 		Severity, Kind, Host, Shard, Message string
 	} `json:"problems"`
 }

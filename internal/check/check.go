@@ -1,4 +1,8 @@
-// Package check audits what the hosts hold for a guest, without any secret:
+// Package check audits what the hosts hold for a guest, without any secret.
+// For remote hosts (host nodes) it also audits the host's log (signed,
+// consistent with what was accepted before and with what its witnesses
+// cosigned) and asks for a storage proof over random slices of its shards.
+// Locally:
 // the signed envelopes (complete, consistent, not forged, not rolled back),
 // and every shard of every pack they list (present with the signed size, or
 // with ReadData, read in full and matching its address; and the pack's
@@ -15,6 +19,7 @@ import (
 	"github.com/embassy-project/embassy/internal/erasure"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/proof"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/snapshot"
 )
@@ -46,6 +51,9 @@ type HostReport struct {
 	Error     string `json:"error,omitempty"`
 	Shards    int    `json:"shards_checked"`
 	Bad       int    `json:"shards_bad"`
+	// Log and Proof are set for remote hosts (host nodes).
+	Log   *LogReport   `json:"log,omitempty"`
+	Proof *ProofReport `json:"proof,omitempty"`
 }
 
 // DatasetReport summarises one dataset.
@@ -76,6 +84,8 @@ type Options struct {
 	// Heads, when known (the guest's own check, from HOME), is the newest
 	// sequence number the agent wrote per dataset name.
 	Heads map[string]uint64
+	// Audit configures the log and storage-proof audits of remote hosts.
+	Audit Audit
 }
 
 // Run checks every selected dataset on every host.
@@ -103,16 +113,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	served := catalog.Read(ctx, o.Hosts)
+	shards := map[string][]proof.Shard{} // per host, for storage proofs
 	for _, ds := range datasets {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		dr, err := checkDataset(ctx, o, ds, served, rep, hostIdx)
+		dr, err := checkDataset(ctx, o, ds, served, rep, hostIdx, shards)
 		if err != nil {
 			return nil, err
 		}
 		rep.Datasets = append(rep.Datasets, *dr)
 	}
+	auditRemote(ctx, o, rep, shards)
 	rep.Healthy = len(rep.Problems) == 0
 	for _, p := range rep.Problems {
 		if p.Severity == Loss {
@@ -129,7 +141,7 @@ type packPlace struct {
 	seq    uint64
 }
 
-func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []catalog.HostEnvelopes, rep *Report, hostIdx map[string]int) (*DatasetReport, error) {
+func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []catalog.HostEnvelopes, rep *Report, hostIdx map[string]int, proofShards map[string][]proof.Shard) (*DatasetReport, error) {
 	view := catalog.Assess(ds, served)
 	dr := &DatasetReport{Name: ds.Name, Snapshots: len(view.Snapshots)}
 	for _, p := range view.Problems {
@@ -193,6 +205,7 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 				continue
 			}
 			addr := shardstore.ID(pp.ref.Shards[i])
+			proofShards[name] = append(proofShards[name], proof.Shard{ID: addr, Size: int64(pp.ref.ShardSize)})
 			rep.Hosts[hi].Shards++
 			var err error
 			if o.ReadData {

@@ -50,7 +50,9 @@ type Config struct {
 	// cosign this host's checkpoints.
 	Peers []string `json:"peers"` // names; descriptors in peers/NAME.json
 	// WitnessThreshold is how many of the peers' cosignatures a checkpoint
-	// should gather (reported, never blocking).
+	// must gather before the host publishes it as cosigned; 0 means
+	// min(2, peers). It never blocks the log: checkpoints that do not reach
+	// it stay uncosigned and auditors report them as unwitnessed.
 	WitnessThreshold int `json:"witness_threshold"`
 	// ClockSkewSeconds is the tolerance for credential validity windows.
 	ClockSkewSeconds int `json:"clock_skew_seconds"`

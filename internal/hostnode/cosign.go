@@ -27,9 +27,12 @@ type cosigner struct {
 	batcher  *witness.Batcher
 	peers    []*peerWitness
 	interval time.Duration
-	now      func() time.Time
-	log      *slog.Logger
-	metrics  *metrics
+	// threshold is how many peer cosignatures a stored cosigned checkpoint
+	// must carry.
+	threshold int
+	now       func() time.Time
+	log       *slog.Logger
+	metrics   *metrics
 
 	mu sync.Mutex
 	// batchIdx are the indices of this log's own cosign-batch entries (this
@@ -52,7 +55,11 @@ func newCosigner(dir string, cfg *Config, ev *events, lg *slog.Logger, opt Optio
 	if err != nil {
 		return nil, err
 	}
-	c := &cosigner{events: ev, batcher: witness.NewBatcher(opt.CosignInterval), interval: opt.CosignInterval,
+	th := cfg.WitnessThreshold
+	if th == 0 {
+		th = min(2, len(peers))
+	}
+	c := &cosigner{events: ev, batcher: witness.NewBatcher(opt.CosignInterval), interval: opt.CosignInterval, threshold: th,
 		now: opt.Now, log: lg, metrics: m, batchIdx: map[uint64]bool{}}
 	var logs []witness.Log
 	for _, d := range peers {
@@ -187,7 +194,10 @@ func (c *cosigner) submit(ctx context.Context) {
 			got = append(got, s)
 		}
 	}
-	if len(got) == 0 {
+	// Keep a better cosigned checkpoint rather than replace it with one
+	// fewer witnesses vouch for (a peer that is down or slow this round).
+	if len(got) == 0 || len(got) < c.threshold {
+		c.log.Warn("checkpoint not cosigned by the witness threshold", "size", parsed.Size, "cosignatures", len(got), "threshold", c.threshold)
 		return
 	}
 	merged, err := witness.Merge(cp, got...)

@@ -1,0 +1,310 @@
+package check
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"time"
+
+	"github.com/embassy-project/embassy/internal/ledger"
+	"github.com/embassy-project/embassy/internal/proof"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/transport"
+	"github.com/embassy-project/embassy/internal/wire"
+	"github.com/embassy-project/embassy/internal/witness"
+)
+
+// Audit configures the audits of remote hosts (host nodes): their logs and
+// storage proofs. Local-directory hosts have neither.
+type Audit struct {
+	// Loss and Confidence are the storage-proof detection target: a host
+	// that lost a fraction Loss of a guest's shard bytes is caught with
+	// probability Confidence (defaults 1% and 99.99%, which need 917 items).
+	Loss, Confidence float64
+	// Trust remembers the last log checkpoint accepted per host; nil
+	// remembers nothing (each check then only compares the host's current
+	// checkpoint with its cosigned one).
+	Trust TrustStore
+	// Evidence keeps each storage-proof challenge and the host's signed
+	// receipt; nil keeps nothing.
+	Evidence func(host string, challenge, receipt []byte) error
+	// WitnessThreshold is how many of the other hosts' witnesses must have
+	// cosigned a host's checkpoint; 0 means min(2, other hosts).
+	WitnessThreshold int
+	// Now is the challenge time (default time.Now()).
+	Now time.Time
+}
+
+// TrustStore keeps what an auditor trusts about each host's log.
+type TrustStore interface {
+	Load(host string) (ledger.Trusted, error) // zero Trusted if none
+	Save(host string, t ledger.Trusted) error
+}
+
+// LogReport is what the audit of a host's log found.
+type LogReport struct {
+	Origin        string   `json:"origin"`
+	Size          uint64   `json:"size"`
+	CosignedSize  uint64   `json:"cosigned_size"`
+	Witnesses     []string `json:"witnesses"`
+	Threshold     int      `json:"witness_threshold"`
+	TrustedBefore uint64   `json:"trusted_size_before"`
+}
+
+// Unwitnessed is how many entries of the current checkpoint no witnessed
+// checkpoint covers yet.
+func (l *LogReport) Unwitnessed() uint64 {
+	if l.CosignedSize >= l.Size {
+		return 0
+	}
+	return l.Size - l.CosignedSize
+}
+
+// ProofReport is the outcome of a storage proof.
+type ProofReport struct {
+	Items      int     `json:"items"`
+	OK         int     `json:"ok"`
+	Missing    int     `json:"missing"`
+	Bad        int     `json:"bad"`
+	Shards     int     `json:"shards"`
+	Loss       float64 `json:"target_loss"`
+	Confidence float64 `json:"confidence"` // chance this many items catch Loss
+	LogIndex   uint64  `json:"log_index"`  // where the host logged its answer
+}
+
+// remoteHost is what check needs of a host node's client.
+type remoteHost interface {
+	Prove(ctx context.Context, challenge []byte) ([]byte, error)
+	Fetch(ctx context.Context, path string) ([]byte, error)
+	Descriptor() *transport.Descriptor
+}
+
+func (a *Audit) defaults() {
+	if a.Loss == 0 {
+		a.Loss = 0.01
+	}
+	if a.Confidence == 0 {
+		a.Confidence = 0.9999
+	}
+	if a.Now.IsZero() {
+		a.Now = time.Now()
+	}
+}
+
+// auditRemote audits every available remote host: its log, then a storage
+// proof over the shards the verified envelopes place on it.
+func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string][]proof.Shard) {
+	a := o.Audit
+	a.defaults()
+	for i, h := range o.Hosts {
+		rh, ok := h.Store.(remoteHost)
+		if !h.Available() || !ok {
+			continue
+		}
+		var others []witness.Named
+		for _, x := range o.Hosts {
+			if x.Remote != nil && x.Name != h.Name {
+				others = append(others, witness.Named{Name: x.Remote.Witness.Origin, Verifiers: x.Remote.Witness.Keys})
+			}
+		}
+		rep.Hosts[i].Log = auditLog(ctx, a, rep, h.Name, rh, others)
+		if list := shards[h.Name]; len(list) > 0 {
+			rep.Hosts[i].Proof = auditProof(ctx, a, rep, h.Name, rh, o.Identity.Guest, list)
+		}
+	}
+}
+
+func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteHost, others []witness.Named) *LogReport {
+	d := rh.Descriptor()
+	problem := func(sev, kind, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{Severity: sev, Kind: kind, Host: name,
+			Message: fmt.Sprintf("host %s log: ", name) + fmt.Sprintf(format, args...)})
+	}
+	v, err := ledger.NewVerifier(d.Log.Origin, d.Log.Keys)
+	if err != nil {
+		problem(Damage, "log-invalid", "the descriptor's log keys: %v", err)
+		return nil
+	}
+	c := &ledger.Client{Verifier: v, Fetch: func(ctx context.Context, path string) ([]byte, error) {
+		b, err := rh.Fetch(ctx, path)
+		if errors.Is(err, shardstore.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %v", fs.ErrNotExist, err)
+		}
+		return b, err
+	}}
+	lr := &LogReport{Origin: d.Log.Origin}
+	latest, err := c.Latest(ctx)
+	if err != nil {
+		if errors.Is(err, wire.ErrCorrupt) {
+			problem(Damage, "log-invalid", "the checkpoint does not verify under the host's log keys: %v", err)
+		} else {
+			problem(Warning, "log-unavailable", "%v", err)
+		}
+		return lr
+	}
+	lr.Size = latest.Size
+	var trusted ledger.Trusted
+	if a.Trust != nil {
+		if trusted, err = a.Trust.Load(name); err != nil {
+			problem(Warning, "log-trust-state", "%v", err)
+			trusted = ledger.Trusted{}
+		}
+	}
+	lr.TrustedBefore = trusted.Size
+	next, err := c.Advance(ctx, trusted, latest)
+	if !logVerdict(err, problem, "the checkpoint of size %d against the one accepted before (size %d)", latest.Size, trusted.Size) {
+		return lr
+	}
+	// The cosigned checkpoint: witnesses vouch that they saw this history.
+	// The current checkpoint must extend it (else the host shows this
+	// client another history than the witnesses: a split view).
+	th := a.WitnessThreshold
+	if th == 0 {
+		th = min(2, len(others))
+	}
+	lr.Threshold = th
+	if len(others) == 0 || th == 0 {
+		if a.Trust != nil {
+			a.Trust.Save(name, next)
+		}
+		return lr
+	}
+	cosigned, err := c.Cosigned(ctx)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		problem(Warning, "log-unwitnessed", "no checkpoint of this log is cosigned by its witnesses yet")
+	case err != nil:
+		if errors.Is(err, wire.ErrCorrupt) {
+			problem(Damage, "log-invalid", "the cosigned checkpoint does not verify: %v", err)
+		} else {
+			problem(Warning, "log-unavailable", "cosigned checkpoint: %v", err)
+		}
+	default:
+		lr.CosignedSize = cosigned.Size
+		pol := witness.Policy{Threshold: th, Witnesses: others}
+		names, cerr := pol.Count(cosigned.Raw, d.Log.Keys)
+		lr.Witnesses = names
+		switch {
+		case errors.Is(cerr, witness.ErrUnwitnessed):
+			problem(Warning, "log-unwitnessed", "its newest cosigned checkpoint (size %d) has %d of the %d witness cosignatures required (%v)", cosigned.Size, len(names), th, names)
+		case cerr != nil:
+			problem(Damage, "log-invalid", "cosignatures: %v", cerr)
+		default:
+			if _, err := c.Advance(ctx, cosigned.Trusted(), latest); !logVerdict(err, problem, "the checkpoint of size %d against the witnessed one (size %d)", latest.Size, cosigned.Size) {
+				return lr
+			}
+			// A witnessed checkpoint also moves trust forward.
+			if _, err := c.Advance(ctx, trusted, cosigned); !logVerdict(err, problem, "the witnessed checkpoint of size %d against the one accepted before (size %d)", cosigned.Size, trusted.Size) {
+				return lr
+			}
+			// Entries past the cosigned size are normal lag (cosigning runs
+			// every few seconds); the report shows how many.
+		}
+	}
+	if a.Trust != nil {
+		if err := a.Trust.Save(name, next); err != nil {
+			problem(Warning, "log-trust-state", "save: %v", err)
+		}
+	}
+	return lr
+}
+
+// logVerdict reports a failed consistency check as a problem and says
+// whether the audit may go on.
+func logVerdict(err error, problem func(sev, kind, format string, args ...any), format string, args ...any) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ledger.ErrRollback):
+		problem(Damage, "log-rollback", "rolled back: "+format+": %v", append(args, err)...)
+	case errors.Is(err, ledger.ErrInconsistent):
+		problem(Damage, "log-fork", "history rewritten or forked: "+format+": %v", append(args, err)...)
+	case errors.Is(err, wire.ErrCorrupt):
+		problem(Damage, "log-invalid", format+": %v", append(args, err)...)
+	default:
+		problem(Warning, "log-unavailable", format+": %v", append(args, err)...)
+	}
+	return false
+}
+
+func auditProof(ctx context.Context, a Audit, rep *Report, name string, rh remoteHost, g [16]byte, list []proof.Shard) *ProofReport {
+	problem := func(sev, kind, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{Severity: sev, Kind: kind, Host: name,
+			Message: fmt.Sprintf("host %s storage proof: ", name) + fmt.Sprintf(format, args...)})
+	}
+	m, err := proof.Required(a.Loss, a.Confidence)
+	if err != nil {
+		problem(Warning, "proof-unavailable", "%v", err)
+		return nil
+	}
+	m = min(m, proof.MaxItems)
+	sizes := make(map[shardstore.ID]int64, len(list))
+	for _, s := range list {
+		sizes[s.ID] = s.Size
+	}
+	var nonce [32]byte
+	rand.Read(nonce[:])
+	items := proof.Sample(nonce, list, m)
+	pr := &ProofReport{Items: len(items), Shards: len(sizes), Loss: a.Loss, Confidence: proof.Confidence(a.Loss, len(items))}
+	if len(items) == 0 {
+		return pr
+	}
+	ch := &proof.Challenge{Guest: g, Nonce: nonce, Time: a.Now.Unix(), Items: items}
+	cb, err := ch.Marshal()
+	if err != nil {
+		problem(Warning, "proof-unavailable", "%v", err)
+		return pr
+	}
+	rb, err := rh.Prove(ctx, cb)
+	if err != nil {
+		problem(Warning, "proof-unavailable", "%v", err)
+		return pr
+	}
+	if a.Evidence != nil {
+		if err := a.Evidence(name, cb, rb); err != nil {
+			problem(Warning, "proof-evidence", "keep evidence: %v", err)
+		}
+	}
+	rc, err := transport.ParseReceipt(rb)
+	if err == nil {
+		err = transport.VerifyReceipt(rc, ch, rh.Descriptor())
+	}
+	if err != nil {
+		problem(Damage, "proof-invalid", "the receipt does not verify: %v", err)
+		return pr
+	}
+	pr.LogIndex = rc.Index
+	ans, err := proof.ParseAnswer(rc.Answer)
+	var r proof.Report
+	if err == nil {
+		r, err = proof.Verify(ch, ans, sizes)
+	}
+	if err != nil {
+		problem(Damage, "proof-invalid", "the answer: %v", err)
+		return pr
+	}
+	pr.OK, pr.Missing, pr.Bad = r.OK, r.Missing, r.Bad
+	if r.Passed() {
+		return pr
+	}
+	failed := map[shardstore.ID]string{}
+	for _, res := range r.Results {
+		if !res.OK {
+			failed[res.Item.Shard] = res.Reason
+		}
+	}
+	ids := make([]shardstore.ID, 0, len(failed))
+	for id := range failed {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	for _, id := range ids {
+		rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: "proof-failed", Host: name, Shard: id.String(),
+			Message: fmt.Sprintf("host %s could not prove it holds shard %s: %s", name, id, failed[id])})
+	}
+	problem(Damage, "proof-failed", "%d of %d sampled items failed (%d declared missing, %d wrong)", r.Missing+r.Bad, len(r.Results), r.Missing, r.Bad)
+	return pr
+}
