@@ -131,6 +131,7 @@ func bench(ctx context.Context, c *config) error {
 		Embassy: EmbassyInfo{Hosts: c.hostsN, DataShards: c.dataShards},
 	}
 	res.Machine = describeMachine(c.work)
+	res.Load.Start = loadAvg()
 	var err error
 	if res.CorpusBytes, res.CorpusFiles, err = treeSize(c.corpus); err != nil {
 		return err
@@ -183,6 +184,7 @@ func bench(ctx context.Context, c *config) error {
 		}
 	}
 	res.CacheState = dropper.state()
+	res.Load.Max, res.Load.End = m.maxLoad, loadAvg()
 	for name, ss := range res.Samples {
 		res.Runs[name] = map[string]float64{}
 		res.Spread[name] = map[string][2]float64{}

@@ -56,6 +56,24 @@ func (d *dropper) state() string {
 type measurer struct {
 	dropper *dropper
 	logs    string
+	maxLoad float64 // the largest 1-minute load average seen before a timed command
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg), or -1.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 type opResult struct {
@@ -89,6 +107,7 @@ func (m *measurer) timed(ctx context.Context, tag string, spec cmdSpec) (opResul
 	var stdout bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&stdout, lf)
 	cmd.Stderr = lf
+	m.maxLoad = max(m.maxLoad, loadAvg())
 	m.dropper.drop()
 	t0 := time.Now()
 	err = cmd.Run()

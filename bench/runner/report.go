@@ -22,6 +22,7 @@ type Results struct {
 	Flags       map[string][]string              `json:"flags"`
 	Machine     Machine                          `json:"machine"`
 	CacheState  string                           `json:"cache_state"`
+	Load        LoadInfo                         `json:"load_average"`
 	CorpusFiles int                              `json:"corpus_files"`
 	Corpus      json.RawMessage                  `json:"corpus,omitempty"`
 	Edit        EditInfo                         `json:"edit"`
@@ -35,6 +36,15 @@ type Results struct {
 	Limit       *Limit                           `json:"limit,omitempty"`
 	MTLS        *MTLSRatios                      `json:"mtls_vs_local,omitempty"`
 	WallSeconds float64                          `json:"wall_seconds"`
+}
+
+// LoadInfo is the machine's 1-minute load average at the start of the run,
+// the largest seen just before a timed command, and at the end: other work
+// on the machine shows here.
+type LoadInfo struct {
+	Start float64 `json:"start"`
+	Max   float64 `json:"max_before_timed"`
+	End   float64 `json:"end"`
 }
 
 // EditInfo is the edit applied between the two backups.
@@ -235,7 +245,8 @@ func renderMarkdown(r *Results) string {
 	}
 	b.WriteString("\n")
 	m := r.Machine
-	fmt.Fprintf(&b, "- **Machine:** %d CPUs (%s), %s RAM, %s; work directory on %s.\n", m.CPUs, m.CPUModel, gib(m.MemBytes), m.Kernel, m.Disk)
+	fmt.Fprintf(&b, "- **Machine:** %d CPUs (%s), %s RAM, %s; work directory on %s. 1-minute load average %.1f at the start, at most %.1f before a timed command, %.1f at the end.\n",
+		m.CPUs, m.CPUModel, gib(m.MemBytes), m.Kernel, m.Disk, r.Load.Start, r.Load.Max, r.Load.End)
 	fmt.Fprintf(&b, "- **Corpus:** %s bytes (%.1f MB) in %d files", commas(r.CorpusBytes), float64(r.CorpusBytes)/1e6, r.CorpusFiles)
 	var cs struct {
 		Seed      uint64 `json:"seed"`

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/embassy-project/embassy/internal/hostnode"
 )
 
@@ -156,6 +158,9 @@ func (e *env) hostServe(args []string) error {
 		return usageErr("--log-level %q: %v", *level, err)
 	}
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+	// tessera logs through klog's process-wide logger; route it into the
+	// host's structured log (once per process: klog's setter is global).
+	klog.SetSlogLogger(logger.With("component", "tessera"))
 	s, err := hostnode.Open(e.ctx, *dir, hostnode.Options{Logger: logger, MetricsListen: *metrics})
 	if err != nil {
 		return err

@@ -107,7 +107,8 @@ func (h *hostProc) kill() {
 // witness each other.
 type remoteGuest struct {
 	*testGuest
-	hosts map[string]*hostProc
+	hosts  map[string]*hostProc
+	grants int
 }
 
 func freePort(t *testing.T) string {
@@ -179,7 +180,8 @@ func (g *remoteGuest) remoteHostFlags(names ...string) []string {
 // grant makes a read grant for dataset signed by three custodians.
 func (g *remoteGuest) grant(t *testing.T, dataset string) string {
 	t.Helper()
-	f := g.p("grant-" + dataset)
+	g.grants++
+	f := g.p(fmt.Sprintf("grant-%s-%d", dataset, g.grants))
 	mustRun(t, "grant", "request", "--identity", filepath.Join(g.home, "identity.pub"), "--dataset", dataset,
 		"--reason", "restore drill with the home data centre lost", "--out", f)
 	mustRun(t, "grant", "sign", "--identity", g.p("custodians", "alice.key"), "--identity", g.p("custodians", "bob.key"), f)
@@ -328,6 +330,9 @@ func checkKinds(rep checkJSON) string {
 	var s []string
 	for _, p := range rep.Problems {
 		s = append(s, fmt.Sprintf("%s/%s/%s", p.Severity, p.Kind, p.Host))
+		if testing.Verbose() {
+			s = append(s, "\n    "+p.Message+"\n")
+		}
 	}
 	return strings.Join(s, ", ")
 }

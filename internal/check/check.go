@@ -12,6 +12,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/embassy-project/embassy/internal/proof"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/snapshot"
+	"github.com/embassy-project/embassy/internal/transport"
 )
 
 // Severity of a problem.
@@ -223,6 +225,17 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 				if err == nil && uint64(size) != pp.ref.ShardSize {
 					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
 				}
+			}
+			if errors.Is(err, transport.ErrUnavailable) {
+				// The host stopped answering during the check: one warning
+				// for the host, not damage per shard.
+				rep.Hosts[hi].Shards--
+				if rep.Hosts[hi].Available {
+					rep.Hosts[hi].Available = false
+					rep.Hosts[hi].Error = err.Error()
+					rep.Problems = append(rep.Problems, Problem{Severity: Warning, Kind: "host-unavailable", Host: name, Message: err.Error()})
+				}
+				continue
 			}
 			if err != nil {
 				sp := hosts.ShardProblem{Host: name, Index: i, Addr: addr, Err: err}

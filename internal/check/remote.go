@@ -79,7 +79,15 @@ type ProofReport struct {
 type remoteHost interface {
 	Prove(ctx context.Context, challenge []byte) ([]byte, error)
 	Fetch(ctx context.Context, path string) ([]byte, error)
+	WitnessView(ctx context.Context, origin string) ([]byte, error)
 	Descriptor() *transport.Descriptor
+}
+
+// witnessRef is another host acting as a witness of a host's log.
+type witnessRef struct {
+	named witness.Named
+	host  string
+	rh    remoteHost // nil when that host is unavailable
 }
 
 func (a *Audit) defaults() {
@@ -104,10 +112,14 @@ func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string]
 		if !h.Available() || !ok {
 			continue
 		}
-		var others []witness.Named
+		var others []witnessRef
 		for _, x := range o.Hosts {
 			if x.Remote != nil && x.Name != h.Name {
-				others = append(others, witness.Named{Name: x.Remote.Witness.Origin, Verifiers: x.Remote.Witness.Keys})
+				w := witnessRef{named: witness.Named{Name: x.Remote.Witness.Origin, Verifiers: x.Remote.Witness.Keys}, host: x.Name}
+				if x.Available() {
+					w.rh, _ = x.Store.(remoteHost)
+				}
+				others = append(others, w)
 			}
 		}
 		rep.Hosts[i].Log = auditLog(ctx, a, rep, h.Name, rh, others)
@@ -117,7 +129,7 @@ func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string]
 	}
 }
 
-func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteHost, others []witness.Named) *LogReport {
+func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteHost, others []witnessRef) *LogReport {
 	d := rh.Descriptor()
 	problem := func(sev, kind, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{Severity: sev, Kind: kind, Host: name,
@@ -184,7 +196,11 @@ func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteH
 		}
 	default:
 		lr.CosignedSize = cosigned.Size
-		pol := witness.Policy{Threshold: th, Witnesses: others}
+		var named []witness.Named
+		for _, w := range others {
+			named = append(named, w.named)
+		}
+		pol := witness.Policy{Threshold: th, Witnesses: named}
 		names, cerr := pol.Count(cosigned.Raw, d.Log.Keys)
 		lr.Witnesses = names
 		switch {
@@ -196,12 +212,46 @@ func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteH
 			if _, err := c.Advance(ctx, cosigned.Trusted(), latest); !logVerdict(err, problem, "the checkpoint of size %d against the witnessed one (size %d)", latest.Size, cosigned.Size) {
 				return lr
 			}
-			// A witnessed checkpoint also moves trust forward.
-			if _, err := c.Advance(ctx, trusted, cosigned); !logVerdict(err, problem, "the witnessed checkpoint of size %d against the one accepted before (size %d)", cosigned.Size, trusted.Size) {
-				return lr
-			}
 			// Entries past the cosigned size are normal lag (cosigning runs
 			// every few seconds); the report shows how many.
+		}
+	}
+	// Ask each witness directly what it has seen of this log: a log that
+	// shows this auditor a history the witnesses did not see (a split
+	// view), or an older one than they cosigned, is caught even by an
+	// auditor who has never seen the log before.
+	for _, w := range others {
+		if w.rh == nil {
+			continue
+		}
+		vb, err := w.rh.WitnessView(ctx, d.Log.Origin)
+		if err != nil {
+			if !errors.Is(err, shardstore.ErrNotFound) {
+				problem(Warning, "log-witness-unavailable", "witness %s: %v", w.host, err)
+			}
+			continue
+		}
+		view, err := witness.VerifyView(vb, d.Log.Origin, w.named)
+		if err != nil {
+			problem(Warning, "log-witness-invalid", "witness %s: %v", w.host, err)
+			continue
+		}
+		seen := ledger.Trusted{Origin: view.Origin, Size: view.Size, Hash: view.Root}
+		if view.Size > latest.Size {
+			// The log may have moved on since it was read: read it again.
+			if again, err := c.Latest(ctx); err == nil && again.Size >= view.Size {
+				if _, err := c.Advance(ctx, latest.Trusted(), again); !logVerdict(err, problem, "the checkpoint of size %d against the one read just before (size %d)", again.Size, latest.Size) {
+					return lr
+				}
+				latest = again
+			}
+		}
+		if view.Size > latest.Size {
+			problem(Damage, "log-rollback", "it shows a checkpoint of size %d but witness %s has cosigned size %d: the host is hiding newer entries", latest.Size, w.host, view.Size)
+			return lr
+		}
+		if _, err := c.Advance(ctx, seen, latest); !logVerdict(err, problem, "split view: the checkpoint of size %d against what witness %s cosigned (size %d)", latest.Size, w.host, view.Size) {
+			return lr
 		}
 	}
 	if a.Trust != nil {

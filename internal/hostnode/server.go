@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/shardstore"
@@ -103,8 +101,6 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 	if opt.MetricsListen != "" {
 		cfg.MetricsListen = opt.MetricsListen
 	}
-	// tessera logs through klog; route it into the host's structured log.
-	klog.SetSlogLogger(opt.Logger.With("component", "tessera"))
 	s := &Server{dir: dir, cfg: cfg, opt: opt, log: opt.Logger.With("host", cfg.Name), cert: cert,
 		tenants: map[guest.ID]*tenant{}, putSlots: make(chan struct{}, 8)}
 	s.metrics = newMetrics()
@@ -159,6 +155,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/guests/{guest}/proof", s.authed(false, s.handleProof))
 	mux.Handle("GET /log/", http.StripPrefix("/log/", s.events.handler()))
 	mux.Handle("POST /witness/add-checkpoint", s.cosign.witnessHandler())
+	mux.Handle("GET /witness/view", s.cosign.witnessHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	return s.metrics.instrument(mux)
 }

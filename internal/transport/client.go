@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -56,6 +58,13 @@ type Client struct {
 	Retries int
 	// Backoff is the first retry delay.
 	Backoff time.Duration
+	// Cooldown is how long requests fail fast after one failed for want of
+	// the host (ErrUnavailable): a stopped or unreachable host costs one
+	// timeout, not one per request.
+	Cooldown time.Duration
+
+	downUntil atomic.Int64 // unix nanoseconds; 0 when the host is up
+	downErr   atomic.Value // error that marked the host down
 }
 
 var _ shardstore.Store = (*Client)(nil)
@@ -81,10 +90,11 @@ func NewClient(d *Descriptor, g guest.ID, cert tls.Certificate) *Client {
 	}
 	return &Client{
 		d: d, guest: g,
-		hc:      &http.Client{Transport: tr},
-		Timeout: 20 * time.Second,
-		Retries: 2,
-		Backoff: 200 * time.Millisecond,
+		hc:       &http.Client{Transport: tr},
+		Timeout:  20 * time.Second,
+		Retries:  1,
+		Backoff:  200 * time.Millisecond,
+		Cooldown: 30 * time.Second,
 	}
 }
 
@@ -191,7 +201,7 @@ func (c *Client) List(ctx context.Context, kind shardstore.Kind, fn func(shardst
 			return err
 		}
 	}
-	return nil
+	return sc.Err() // bufio.ErrTooLong: a line over 64 KiB must not end the listing silently
 }
 
 // Prove sends a marshalled storage-proof challenge and returns the host's
@@ -212,6 +222,18 @@ func (c *Client) Fetch(ctx context.Context, path string) ([]byte, error) {
 	b, err := c.do(ctx, http.MethodGet, u, nil, 16<<20)
 	if err != nil {
 		return nil, fmt.Errorf("log %s from %s: %w", path, c.d.Name, err)
+	}
+	return b, nil
+}
+
+// WitnessView asks the host's witness for its signed view of another log
+// (witness.VerifyView checks it). A witness with no view gives an error
+// wrapping shardstore.ErrNotFound.
+func (c *Client) WitnessView(ctx context.Context, origin string) ([]byte, error) {
+	u := fmt.Sprintf("%s/witness/view?origin=%s", c.d.BaseURL(), url.QueryEscape(origin))
+	b, err := c.do(ctx, http.MethodGet, u, nil, 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("witness view of %s from %s: %w", origin, c.d.Name, err)
 	}
 	return b, nil
 }
@@ -271,6 +293,20 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, max in
 // plus one second per MiB of the request body until the response headers
 // arrive, then re-armed for the announced response body.
 func (c *Client) retry(ctx context.Context, op func(context.Context, *watchdog) (retry bool, err error), reqSize int64) error {
+	if until := c.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return fmt.Errorf("%w (not retried for %s after: %v)", ErrUnavailable, c.Cooldown, c.downErr.Load())
+	}
+	err := c.attempts(ctx, op, reqSize)
+	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil && c.Cooldown > 0 {
+		c.downErr.Store(err)
+		c.downUntil.Store(time.Now().Add(c.Cooldown).UnixNano())
+	} else if err == nil {
+		c.downUntil.Store(0)
+	}
+	return err
+}
+
+func (c *Client) attempts(ctx context.Context, op func(context.Context, *watchdog) (retry bool, err error), reqSize int64) error {
 	delay := c.Backoff
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -324,12 +360,21 @@ func (w *watchdog) stop() {
 // (it refused the client's credential) or a pin mismatch is permanent; any
 // other failure may be transient.
 func transportError(err error) (bool, error) {
+	if errors.Is(err, access.ErrPinMismatch) {
+		return false, fmt.Errorf("%w: %w (the host's TLS key is not the one its descriptor pins)", ErrRefused, access.ErrPinMismatch)
+	}
 	var alert tls.AlertError
-	if errors.As(err, &alert) || errors.Is(err, access.ErrPinMismatch) {
+	if errors.As(err, &alert) {
 		return false, fmt.Errorf("%w: %v (is the guest served by this host, and the credential valid?)", ErrRefused, err)
 	}
 	if strings.Contains(err.Error(), "remote error: tls:") {
 		return false, fmt.Errorf("%w: %v (is the guest served by this host, and the credential valid?)", ErrRefused, err)
+	}
+	// A host that timed out is stalled or stopped: retrying costs another
+	// timeout; fail now (and fast afterwards, see Cooldown).
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return true, fmt.Errorf("%w: %v", ErrUnavailable, err)
 }

@@ -56,7 +56,7 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 	if err := dec.Decode(&d); err != nil {
 		return nil, wire.Corruptf("host descriptor: %v", err)
 	}
-	if dec.More() {
+	if strings.Trim(string(b[dec.InputOffset():]), " \t\r\n") != "" { // dec.More misses a trailing ] or }
 		return nil, wire.Corruptf("host descriptor: trailing data")
 	}
 	if err := d.Validate(); err != nil {
@@ -74,7 +74,7 @@ func (d *Descriptor) Validate() error {
 		return errors.New("name must be 1 to 64 characters of a-z, 0-9 and (not first) . _ -")
 	}
 	u, err := url.Parse(d.URL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(d.URL, "?#") {
 		return fmt.Errorf("url %q: want https://HOST[:PORT]", d.URL)
 	}
 	if err := checkFingerprint(d.TLS); err != nil {

@@ -185,12 +185,14 @@ func (w *Witness) State(origin string) (State, error) {
 	return l.state, nil
 }
 
-// Handler serves POST add-checkpoint; mount it under the witness's
+// Handler serves POST add-checkpoint and GET view?origin=ORIGIN (View);
+// mount it under the witness's
 // submission prefix (http.StripPrefix). Request timeouts and connection
 // limits are the caller's http.Server's.
 func (w *Witness) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", w.serveAddCheckpoint)
+	mux.HandleFunc("GET /view", w.serveView)
 	return mux
 }
 
