@@ -110,22 +110,28 @@ func procCPU(pid int) float64 {
 	if err != nil {
 		return 0
 	}
+	v, _ := parseProcStat(string(b))
+	return v
+}
+
+// parseProcStat returns utime + stime of a /proc/PID/stat line in seconds.
+func parseProcStat(s string) (float64, bool) {
 	// The command name (field 2) is in parentheses and may hold spaces.
-	i := strings.LastIndexByte(string(b), ')')
+	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return 0, false
 	}
-	f := strings.Fields(string(b[i+1:]))
+	f := strings.Fields(s[i+1:])
 	// After the name: state is field 3, utime field 14, stime field 15.
 	if len(f) < 13 {
-		return 0
+		return 0, false
 	}
 	u, err1 := strconv.ParseFloat(f[11], 64)
-	s, err2 := strconv.ParseFloat(f[12], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
 	if err1 != nil || err2 != nil {
-		return 0
+		return 0, false
 	}
-	return (u + s) / 100
+	return (u + st) / 100, true
 }
 
 // stop sends SIGTERM to every host, waits for each to exit (SIGKILL after

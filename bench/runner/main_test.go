@@ -191,3 +191,69 @@ func TestResetCopy(t *testing.T) {
 		t.Fatalf("after reset (metadata): %s", d)
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	// A real line's shape, with a command name holding spaces and a ')'.
+	line := "4242 (embassy (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 9 0 100 2000000 5000 18446744073709551615\n"
+	if v, ok := parseProcStat(line); !ok || v != 3.25 {
+		t.Fatalf("parseProcStat = %v, %v; want 3.25 s", v, ok)
+	}
+	for _, bad := range []string{"", "4242 embassy S 1", "4242 (e) S 1 2 3", "4242 (e) S 1 2 3 4 5 6 7 8 9 x 75"} {
+		if _, ok := parseProcStat(bad); ok {
+			t.Errorf("parseProcStat(%q) accepted", bad)
+		}
+	}
+	if procCPU(os.Getpid()) < 0 {
+		t.Fatal("negative CPU time for this process")
+	}
+}
+
+func TestMTLSRatios(t *testing.T) {
+	r := &Results{Runs: map[string]map[string]float64{
+		"embassy":      {"backup_s": 2, "incremental_s": 0.5, "restore_s": 1.5, "verify_s": 0.2},
+		"embassy-mtls": {"backup_s": 2.5, "incremental_s": 0.5, "restore_s": 3, "verify_s": 0},
+	}}
+	x := mtlsRatios(r)
+	if x == nil || x.Backup != 0.8 || x.Incremental != 1 || x.Restore != 0.5 || x.Verify != 0 || !x.BackupGoalMet {
+		t.Fatalf("mtlsRatios = %+v", x)
+	}
+	r.Runs["embassy-mtls"]["backup_s"] = 2.6
+	if x := mtlsRatios(r); x.BackupGoalMet {
+		t.Fatalf("2 s vs 2.6 s (%.3f) meets the 0.80 goal", x.Backup)
+	}
+	delete(r.Runs, "embassy")
+	if mtlsRatios(r) != nil {
+		t.Fatal("ratios without the local run")
+	}
+}
+
+func TestRenderMTLSSection(t *testing.T) {
+	r := &Results{Rounds: 1, Tools: []string{"embassy", "embassy-mtls"},
+		Runs: map[string]map[string]float64{
+			"embassy":      {"backup_s": 2, "incremental_s": 0.5, "restore_s": 1.5, "verify_s": 0.2},
+			"embassy-mtls": {"backup_s": 4, "incremental_s": 0.5, "restore_s": 3, "verify_s": 0.4, "host_peak_rss_kb": 102400, "host_dir_bytes": 2e6, "stored_bytes": 1e6},
+		},
+		Spread: map[string]map[string][2]float64{}}
+	r.MTLS = mtlsRatios(r)
+	md := renderMarkdown(r)
+	for _, want := range []string{"### embassy over mutual TLS", "| first backup | 2.00 | 4.00 | 0.50× |", "first backup at **0.50×** the local throughput (issue 3's goal ≥ 0.80×: **not met**)", "100 MiB"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	r.Runs["embassy-mtls"] = nil
+	r.MTLS = nil
+	if md := renderMarkdown(r); strings.Contains(md, "mutual TLS against") {
+		t.Error("mTLS section without an mTLS run")
+	}
+}
+
+func TestFreeAddrs(t *testing.T) {
+	a, err := freeAddrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 3 || a[0] == a[1] || a[1] == a[2] || a[0] == a[2] || !strings.HasPrefix(a[0], "127.0.0.1:") {
+		t.Fatalf("freeAddrs = %v", a)
+	}
+}
