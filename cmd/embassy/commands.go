@@ -22,6 +22,7 @@ import (
 	"github.com/embassy-project/embassy/internal/hosts"
 	"github.com/embassy-project/embassy/internal/restore"
 	"github.com/embassy-project/embassy/internal/share"
+	"github.com/embassy-project/embassy/internal/transport"
 )
 
 // multi is a repeatable string flag.
@@ -328,12 +329,26 @@ func (e *env) check(args []string) error {
 	grantFile := fs.String("grant", "", "a read grant signed by the custodians (auditors of remote hosts)")
 	grantKey := fs.String("grant-key", "", "the grant's reader key file (default GRANT.key)")
 	stateDir := fs.String("state", "", "auditor state: trusted log checkpoints and proof evidence (default HOME)")
-	witnesses := fs.Int("witness-threshold", 0, "witness cosignatures required per host log (default min(2, other hosts))")
+	witnesses := fs.Int("witness-threshold", 0, "witness cosignatures required per host log (default min(2, witnesses))")
+	var witnessFlags multi
+	fs.Var(&witnessFlags, "witness", "descriptor of one of the guest's own witnesses (repeat; auditors without HOME)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	var specs []hosts.Spec
 	var id *guest.Identity
+	var witnessDescs []*transport.Descriptor
+	for _, f := range witnessFlags {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		d, err := transport.ParseDescriptor(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		witnessDescs = append(witnessDescs, d)
+	}
 	heads := map[string]uint64{}
 	connect, err := grantConnector(*grantFile, *grantKey)
 	if err != nil {
@@ -352,6 +367,7 @@ func (e *env) check(args []string) error {
 		if *stateDir == "" {
 			*stateDir = h.Dir
 		}
+		witnessDescs = h.Config.Witnesses
 		for _, d := range h.Identity.Datasets {
 			seq, _, err := agent.Head(h, d.Name)
 			if err != nil {
@@ -382,7 +398,7 @@ func (e *env) check(args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	audit := check.Audit{WitnessThreshold: *witnesses}
+	audit := check.Audit{WitnessThreshold: *witnesses, Witnesses: guestWitnesses(id.Guest, witnessDescs)}
 	if *stateDir != "" {
 		st := check.DirState{Dir: *stateDir}
 		audit.Trust, audit.Evidence = st, st.Evidence

@@ -105,6 +105,16 @@ Usage:
   embassy share inspect FILE ...                      show whom a share file is for
   embassy demo [--dir DIR] [--size MB]                the whole journey on local hosts
 
+Host nodes (a host state's data centre) and witnesses:
+  embassy host init --dir DIR --name NAME --listen HOST:PORT
+  embassy host guest add --dir DIR --identity GUEST.pub --quota SIZE
+  embassy host peer add --dir DIR [--witness-threshold W] DESCRIPTOR ...
+  embassy host serve --dir DIR [--metrics-listen HOST:PORT]
+  embassy host fsck --dir DIR
+  embassy witness init|add-log|serve|use ...          the guest's own witness
+  embassy grant request|sign|show ...                 custodian-signed read grants
+  (check and restore take --grant GRANT to read remote hosts without HOME)
+
 Keys are always read from files, never from arguments. --json prints one JSON
 document on stdout; --quiet prints nothing but errors.
 
@@ -159,6 +169,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.host(args[1:])
 	case "grant":
 		return e.grant(args[1:])
+	case "witness":
+		return e.witness(args[1:])
 	default:
 		return usageErr("unknown command %q (embassy --help lists them)", args[0])
 	}

@@ -32,13 +32,18 @@ func TestMain(m *testing.M) {
 // hostProc is one `embassy host serve` process.
 type hostProc struct {
 	name, dir, addr string
+	args            []string // default: host serve --dir DIR
 	cmd             *exec.Cmd
 	log             *os.File
 }
 
 func (h *hostProc) start(t *testing.T) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "host", "serve", "--dir", h.dir)
+	args := h.args
+	if args == nil {
+		args = []string{"host", "serve", "--dir", h.dir}
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "EMBASSY_TEST_AS_MAIN=1")
 	f, err := os.OpenFile(h.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -314,6 +319,46 @@ func (g *remoteGuest) logEntries(t *testing.T, name string) []ledger.Entry {
 		t.Fatal(err)
 	}
 	return es
+}
+
+// TestGuestWitness: the guest runs its own witness; every host submits its
+// checkpoints to it, and the guest's check counts it with the other hosts.
+func TestGuestWitness(t *testing.T) {
+	g := newRemoteGuest(t, "registry")
+	w := &hostProc{name: "home-witness", dir: g.p("witness"), addr: freePort(t)}
+	w.args = []string{"witness", "serve", "--dir", w.dir}
+	mustRun(t, "witness", "init", "--dir", w.dir, "--name", "home-witness", "--listen", w.addr)
+	wdesc := filepath.Join(w.dir, "descriptor.json")
+	mustRun(t, "witness", "add-log", "--dir", w.dir, g.desc("a"), g.desc("b"), g.desc("c"))
+	w.start(t)
+	t.Cleanup(func() { w.stop(t) })
+	for _, n := range []string{"a", "b", "c"} {
+		h := g.hosts[n]
+		mustRun(t, "host", "peer", "add", "--dir", h.dir, wdesc)
+		h.stop(t)
+		h.start(t)
+	}
+	mustRun(t, "witness", "use", "--home", g.home, wdesc)
+	g.backupSample(t, 51)
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		rep := g.waitWitnessed(t)
+		all := true
+		for _, h := range rep.Hosts {
+			has := false
+			for _, n := range h.Log.Witnesses {
+				has = has || n == "embassy.witness/home-witness"
+			}
+			all = all && has && len(h.Log.Witnesses) == 3
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest's witness never cosigned every host's log: %+v", rep.Hosts)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // checkHas reports whether the report names a problem of kind on host.

@@ -31,9 +31,12 @@ type Audit struct {
 	// Evidence keeps each storage-proof challenge and the host's signed
 	// receipt; nil keeps nothing.
 	Evidence func(host string, challenge, receipt []byte) error
-	// WitnessThreshold is how many of the other hosts' witnesses must have
-	// cosigned a host's checkpoint; 0 means min(2, other hosts).
+	// WitnessThreshold is how many witnesses (the other hosts and the
+	// guest's own) must have cosigned a host's checkpoint; 0 means
+	// min(2, witnesses).
 	WitnessThreshold int
+	// Witnesses are the guest's own witnesses.
+	Witnesses []Witness
 	// Now is the challenge time (default time.Now()).
 	Now time.Time
 }
@@ -83,11 +86,21 @@ type remoteHost interface {
 	Descriptor() *transport.Descriptor
 }
 
-// witnessRef is another host acting as a witness of a host's log.
+// witnessRef is a witness of a host's log: another host, or one of the
+// guest's own witnesses.
 type witnessRef struct {
 	named witness.Named
-	host  string
-	rh    remoteHost // nil when that host is unavailable
+	host  string                                                   // label in problems
+	view  func(ctx context.Context, origin string) ([]byte, error) // nil when unavailable
+}
+
+// Witness is one of the guest's own witnesses (embassy witness serve),
+// counted in every host log's witness policy besides the other hosts.
+type Witness struct {
+	Name      string // label, e.g. "home"
+	Verifiers []string
+	// View fetches the witness's signed view of a log (nil: not consulted).
+	View func(ctx context.Context, origin string) ([]byte, error)
 }
 
 func (a *Audit) defaults() {
@@ -116,11 +129,14 @@ func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string]
 		for _, x := range o.Hosts {
 			if x.Remote != nil && x.Name != h.Name {
 				w := witnessRef{named: witness.Named{Name: x.Remote.Witness.Origin, Verifiers: x.Remote.Witness.Keys}, host: x.Name}
-				if x.Available() {
-					w.rh, _ = x.Store.(remoteHost)
+				if xr, ok := x.Store.(remoteHost); ok && x.Available() {
+					w.view = xr.WitnessView
 				}
 				others = append(others, w)
 			}
+		}
+		for _, gw := range a.Witnesses {
+			others = append(others, witnessRef{named: witness.Named{Name: gw.Name, Verifiers: gw.Verifiers}, host: gw.Name, view: gw.View})
 		}
 		rep.Hosts[i].Log = auditLog(ctx, a, rep, h.Name, rh, others)
 		if list := shards[h.Name]; len(list) > 0 {
@@ -221,10 +237,10 @@ func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteH
 	// view), or an older one than they cosigned, is caught even by an
 	// auditor who has never seen the log before.
 	for _, w := range others {
-		if w.rh == nil {
+		if w.view == nil {
 			continue
 		}
-		vb, err := w.rh.WitnessView(ctx, d.Log.Origin)
+		vb, err := w.view(ctx, d.Log.Origin)
 		if err != nil {
 			if !errors.Is(err, shardstore.ErrNotFound) {
 				problem(Warning, "log-witness-unavailable", "witness %s: %v", w.host, err)

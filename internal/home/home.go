@@ -31,6 +31,7 @@ import (
 	"github.com/embassy-project/embassy/internal/hosts"
 	"github.com/embassy-project/embassy/internal/share"
 	"github.com/embassy-project/embassy/internal/sig"
+	"github.com/embassy-project/embassy/internal/transport"
 )
 
 // ConfigVersion is the version of config.json this code writes and reads.
@@ -46,6 +47,8 @@ type Config struct {
 	Threshold  int          `json:"threshold"`
 	Custodians []string     `json:"custodians"`
 	Datasets   []string     `json:"datasets"`
+	// Witnesses are the guest's own witnesses of its hosts' logs.
+	Witnesses []*transport.Descriptor `json:"witnesses,omitempty"`
 }
 
 // Params returns the erasure parameters.
@@ -261,6 +264,19 @@ func Open(dir string) (*Home, error) {
 		return nil, fmt.Errorf("HOME's config.json lists %d datasets, identity.pub %d", len(h.Config.Datasets), len(h.Identity.Datasets))
 	}
 	return h, nil
+}
+
+// AddWitness records one of the guest's own witnesses (replacing one of
+// the same name).
+func (h *Home) AddWitness(d *transport.Descriptor) error {
+	out := []*transport.Descriptor{}
+	for _, w := range h.Config.Witnesses {
+		if w.Name != d.Name {
+			out = append(out, w)
+		}
+	}
+	h.Config.Witnesses = append(out, d)
+	return h.save()
 }
 
 // Dataset returns the named dataset's public identity.

@@ -70,13 +70,18 @@ type Client struct {
 var _ shardstore.Store = (*Client)(nil)
 
 // NewClient returns a client for host d acting as guest g with the client
-// certificate cert (an agent or read-grant certificate from package access).
-// The host's TLS key is pinned to d's fingerprint; no CA is consulted.
+// certificate cert (an agent or read-grant certificate from package access;
+// the zero Certificate for the public log and witness paths only). The
+// host's TLS key is pinned to d's fingerprint; no CA is consulted.
 func NewClient(d *Descriptor, g guest.ID, cert tls.Certificate) *Client {
+	var certs []tls.Certificate
+	if len(cert.Certificate) > 0 {
+		certs = []tls.Certificate{cert}
+	}
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{
 			MinVersion:         tls.VersionTLS13,
-			Certificates:       []tls.Certificate{cert},
+			Certificates:       certs,
 			InsecureSkipVerify: true, // replaced by the pin check below
 			VerifyConnection:   access.PinnedServer(d.TLS),
 		},
