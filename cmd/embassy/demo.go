@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,12 @@ import (
 )
 
 // demo runs the whole journey on embedded defaults, through the same
-// commands an operator types: custodians make keys, a guest with three local
-// hosts backs up a generated registry, edits one percent and backs up again,
-// loses a host and its HOME, is audited, is refused a restore below the
-// custodian threshold, and restores with a quorum, verified byte for byte.
+// commands an operator types: custodians make keys, three host nodes run on
+// loopback (mutual TLS, logs, witnessing each other), a guest backs up a
+// generated registry, edits one percent and backs up again, audits (storage
+// proofs, logs), loses a host and its HOME, is audited with a read grant, is
+// refused a restore below the custodian threshold, and restores with a
+// quorum, verified byte for byte.
 func (e *env) demo(args []string) error {
 	fs := newFlags("demo", e.stderr)
 	dir := fs.String("dir", "", "working directory (default: a new temporary directory)")
@@ -65,11 +68,23 @@ func (e *env) demo(args []string) error {
 		}
 	}
 
-	say("The guest sets up HOME with three hosts (k=2 of n=3) and a 3-of-5 custodian threshold")
+	say("Three allied host states each set up a host node (here on loopback)")
+	names := []string{"a", "b", "c"}
+	for _, h := range names {
+		addr, err := freeLoopback()
+		if err != nil {
+			return err
+		}
+		if err := must("host", "init", "--dir", p("hosts", h), "--name", h, "--listen", addr); err != nil {
+			return err
+		}
+	}
+
+	say("The guest sets up HOME with the three host descriptors (k=2 of n=3) and a 3-of-5 custodian threshold")
 	initArgs := []string{"init", "--home", p("home"), "--guest-name", "demo-state", "--data-shards", "2", "--threshold", "3",
 		"--shares", p("shares"), "--dataset", "population", "--dataset", "land", "--dataset", "business"}
-	for _, h := range []string{"a", "b", "c"} {
-		initArgs = append(initArgs, "--host", h+"="+p("hosts", h))
+	for _, h := range names {
+		initArgs = append(initArgs, "--host", h+"="+p("hosts", h, "descriptor.json"))
 	}
 	for _, c := range custodians {
 		initArgs = append(initArgs, "--custodian", c+"="+p("custodians", c+".key.pub"))
@@ -91,6 +106,28 @@ func (e *env) demo(args []string) error {
 	if err := os.WriteFile(p("public", "guest.pub"), pub, 0o644); err != nil {
 		return err
 	}
+
+	say("Each host operator agrees to serve the guest (quota 10 GiB) and to witness the other hosts' logs, then starts the node")
+	for _, h := range names {
+		if err := must("host", "guest", "add", "--dir", p("hosts", h), "--identity", p("public", "guest.pub"), "--quota", "10G"); err != nil {
+			return err
+		}
+		peers := []string{"host", "peer", "add", "--dir", p("hosts", h)}
+		for _, o := range names {
+			if o != h {
+				peers = append(peers, p("hosts", o, "descriptor.json"))
+			}
+		}
+		if err := must(peers...); err != nil {
+			return err
+		}
+	}
+	nodes, err := startDemoHosts(e.ctx, p("hosts"), names)
+	if err != nil {
+		return err
+	}
+	defer nodes.stopAll()
+	fmt.Fprintf(e.stdout, "$ embassy host serve --dir hosts/a & (and b, c; logs in hosts/*.log)\n")
 
 	say("Generate a %d MB sample registry (population CSV, land deeds, gazette, business JSON)", *sizeMB)
 	if err := sample.Generate(p("registry"), int64(*sizeMB)<<20, *seed); err != nil {
@@ -115,21 +152,51 @@ func (e *env) demo(args []string) error {
 	if err := must("snapshots", "--home", p("home")); err != nil {
 		return err
 	}
+	say("The guest audits: every shard read back, each host's log checked against its witnesses, storage proofs")
+	// The hosts cosign each other's newest checkpoints every few seconds.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if run(e.ctx, []string{"check", "--home", p("home")}, e.stdin, io.Discard, io.Discard) == nil {
+			break
+		}
+	}
 	if err := must("check", "--home", p("home"), "--read-data"); err != nil {
 		return err
 	}
 
+	for _, h := range names {
+		// The descriptors are public; the guest keeps copies outside HOME.
+		if b, err := os.ReadFile(p("hosts", h, "descriptor.json")); err == nil {
+			os.WriteFile(p("public", h+".json"), b, 0o644)
+		}
+	}
 	say("Disaster: host c is lost for good and HOME is destroyed")
+	nodes.stop("c")
 	for _, d := range []string{p("hosts", "c"), p("home")} {
 		if err := os.RemoveAll(d); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "$ rm -rf %s\n", shorten(w, []string{d})[0])
 	}
+	hostArgs := func(hs ...string) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, "--host", h+"="+p("public", h+".json"))
+		}
+		return out
+	}
+	say("Alice, Bob and Carol sign a read grant, so that hosts serve shards without HOME's agent key")
+	grant := p("grant")
+	if err := must("grant", "request", "--identity", p("public", "guest.pub"), "--dataset", "population",
+		"--reason", "restore after the loss of the home data centre", "--out", grant); err != nil {
+		return err
+	}
+	if err := must("grant", "sign", "--identity", p("custodians", "alice.key"), "--identity", p("custodians", "bob.key"),
+		"--identity", p("custodians", "carol.key"), grant); err != nil {
+		return err
+	}
 
-	say("An auditor with only the public identity checks the hosts (expect exit 3: damaged, still restorable)")
-	err = sh("check", "--host", "a="+p("hosts", "a"), "--host", "b="+p("hosts", "b"), "--host", "c="+p("hosts", "c"),
-		"--identity", p("public", "guest.pub"))
+	say("An auditor with the public identity and the grant checks the hosts (expect exit 3: damaged, still restorable)")
+	err = sh(append([]string{"check", "--identity", p("public", "guest.pub"), "--grant", grant, "--state", p("auditor")}, hostArgs("a", "b", "c")...)...)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitDamage {
 		return fmt.Errorf("demo: the audit should report damage (exit %d), got %v", exitDamage, err)
@@ -137,10 +204,10 @@ func (e *env) demo(args []string) error {
 	fmt.Fprintf(e.stdout, "(exit %d, as expected)\n", ee.code)
 
 	say("Two custodians alone cannot restore (threshold is 3)")
-	err = sh("restore", "--host", "a="+p("hosts", "a"), "--host", "b="+p("hosts", "b"),
+	err = sh(append([]string{"restore", "--grant", grant,
 		"--share", p("shares", "population.alice.share"), "--share", p("shares", "population.bob.share"),
 		"--identity", p("custodians", "alice.key"), "--identity", p("custodians", "bob.key"),
-		"--dataset", "population", "--target", p("restored-refused"))
+		"--dataset", "population", "--target", p("restored-refused")}, hostArgs("a", "b")...)...)
 	if err == nil {
 		return errors.New("demo: a restore below the threshold succeeded")
 	}
@@ -152,8 +219,7 @@ func (e *env) demo(args []string) error {
 	say("Alice, Carol and Erin restore every register from hosts a and b alone")
 	quorum := []string{"alice", "carol", "erin"}
 	for _, d := range datasets {
-		args := []string{"restore", "--host", "a=" + p("hosts", "a"), "--host", "b=" + p("hosts", "b"),
-			"--dataset", d, "--snapshot", "latest", "--target", p("restored")}
+		args := append([]string{"restore", "--grant", grant, "--dataset", d, "--snapshot", "latest", "--target", p("restored")}, hostArgs("a", "b")...)
 		for _, c := range quorum {
 			args = append(args, "--share", p("shares", d+"."+c+".share"), "--identity", p("custodians", c+".key"))
 		}

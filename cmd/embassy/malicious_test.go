@@ -160,14 +160,31 @@ func TestMaliciousHostLog(t *testing.T) {
 	g.backupSample(t, 21)
 	g.waitWitnessed(t)
 	hb := g.hosts["b"]
+	copied := uint64(0) // host b's log size when it is copied (an upper bound)
 	hb.stop(t)
 	old := g.p("b-copy")
 	if out, err := exec.Command("cp", "-a", hb.dir, old).CombinedOutput(); err != nil {
 		t.Fatalf("copy host b: %v\n%s", err, out)
 	}
 	hb.start(t)
+	for _, h := range g.waitWitnessed(t).Hosts {
+		if h.Name == "b" {
+			copied = h.Log.Size
+		}
+	}
 	src := g.backupSample(t, 22)
-	g.waitWitnessed(t)
+	// The witnesses must have cosigned some of b's history after the copy:
+	// entries nobody witnessed can be rewritten without any witness
+	// noticing (the guest's own trusted state still catches that).
+	deadline := time.Now().Add(30 * time.Second)
+	for witnessed := false; !witnessed; {
+		for _, h := range g.waitWitnessed(t).Hosts {
+			witnessed = witnessed || h.Name == "b" && h.Log.CosignedSize > copied
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("host b's log was not cosigned beyond the copy")
+		}
+	}
 
 	hb.stop(t)
 	os.RemoveAll(hb.dir)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/embassy-project/embassy/internal/catalog"
 	"github.com/embassy-project/embassy/internal/erasure"
@@ -193,38 +194,57 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		if o.ReadData {
 			shards = make([][]byte, pp.params.N)
 		}
+		// Fetch (or stat) the pack's shards from all hosts at once: remote
+		// hosts log each read, which costs a durable log append each.
+		type fetched struct {
+			data []byte
+			err  error
+			skip bool
+		}
+		got := make([]fetched, pp.params.N)
+		var wg sync.WaitGroup
+		for i := 0; i < pp.params.N; i++ {
+			hi, ok := hostIdx[pp.hosts[i]]
+			if !ok || !o.Hosts[hi].Available() || !rep.Hosts[hi].Available {
+				got[i].skip = true // not given to the auditor, or unavailable
+				continue
+			}
+			h := o.Hosts[hi]
+			addr := shardstore.ID(pp.ref.Shards[i])
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if o.ReadData {
+					b, err := h.Store.Get(ctx, shardstore.KindShard, addr)
+					if err == nil && uint64(len(b)) != pp.ref.ShardSize {
+						err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
+					}
+					got[i] = fetched{data: b, err: err}
+					return
+				}
+				size, err := h.Store.Stat(ctx, shardstore.KindShard, addr)
+				if err == nil && uint64(size) != pp.ref.ShardSize {
+					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
+				}
+				got[i] = fetched{err: err}
+			}()
+		}
+		wg.Wait()
 		for i := 0; i < pp.params.N; i++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			name := pp.hosts[i]
-			hi, ok := hostIdx[name]
-			if !ok {
-				continue // the auditor was not given this host
-			}
-			h := o.Hosts[hi]
-			if !h.Available() {
+			if got[i].skip {
 				continue
 			}
+			name := pp.hosts[i]
+			hi := hostIdx[name]
 			addr := shardstore.ID(pp.ref.Shards[i])
 			proofShards[name] = append(proofShards[name], proof.Shard{ID: addr, Size: int64(pp.ref.ShardSize)})
 			rep.Hosts[hi].Shards++
-			var err error
-			if o.ReadData {
-				var b []byte
-				b, err = h.Store.Get(ctx, shardstore.KindShard, addr)
-				if err == nil && uint64(len(b)) != pp.ref.ShardSize {
-					err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
-				}
-				if err == nil {
-					shards[i] = b
-				}
-			} else {
-				var size int64
-				size, err = h.Store.Stat(ctx, shardstore.KindShard, addr)
-				if err == nil && uint64(size) != pp.ref.ShardSize {
-					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
-				}
+			err := got[i].err
+			if err == nil && o.ReadData {
+				shards[i] = got[i].data
 			}
 			if errors.Is(err, transport.ErrUnavailable) {
 				// The host stopped answering during the check: one warning

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/embassy-project/embassy/internal/ledger"
@@ -29,7 +30,8 @@ type Audit struct {
 	// checkpoint with its cosigned one).
 	Trust TrustStore
 	// Evidence keeps each storage-proof challenge and the host's signed
-	// receipt; nil keeps nothing.
+	// receipt (with the answer's slices only when the proof failed); nil
+	// keeps nothing.
 	Evidence func(host string, challenge, receipt []byte) error
 	// WitnessThreshold is how many witnesses (the other hosts and the
 	// guest's own) must have cosigned a host's checkpoint; 0 means
@@ -120,6 +122,8 @@ func (a *Audit) defaults() {
 func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string][]proof.Shard) {
 	a := o.Audit
 	a.defaults()
+	results := make([]hostAudit, len(o.Hosts))
+	var wg sync.WaitGroup
 	for i, h := range o.Hosts {
 		rh, ok := h.Store.(remoteHost)
 		if !h.Available() || !ok {
@@ -138,11 +142,33 @@ func auditRemote(ctx context.Context, o Options, rep *Report, shards map[string]
 		for _, gw := range a.Witnesses {
 			others = append(others, witnessRef{named: witness.Named{Name: gw.Name, Verifiers: gw.Verifiers}, host: gw.Name, view: gw.View})
 		}
-		rep.Hosts[i].Log = auditLog(ctx, a, rep, h.Name, rh, others)
-		if list := shards[h.Name]; len(list) > 0 {
-			rep.Hosts[i].Proof = auditProof(ctx, a, rep, h.Name, rh, o.Identity.Guest, list)
+		// Hosts are audited in parallel (a proof waits for the host's next
+		// checkpoint); each writes its own slot and problems.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub := &Report{}
+			lr := auditLog(ctx, a, sub, h.Name, rh, others)
+			var pr *ProofReport
+			if list := shards[h.Name]; len(list) > 0 {
+				pr = auditProof(ctx, a, sub, h.Name, rh, o.Identity.Guest, list)
+			}
+			results[i] = hostAudit{lr, pr, sub.Problems}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.log != nil || r.proof != nil || len(r.problems) > 0 {
+			rep.Hosts[i].Log, rep.Hosts[i].Proof = r.log, r.proof
+			rep.Problems = append(rep.Problems, r.problems...)
 		}
 	}
+}
+
+type hostAudit struct {
+	log      *LogReport
+	proof    *ProofReport
+	problems []Problem
 }
 
 func auditLog(ctx context.Context, a Audit, rep *Report, name string, rh remoteHost, others []witnessRef) *LogReport {
@@ -329,8 +355,20 @@ func auditProof(ctx context.Context, a Audit, rep *Report, name string, rh remot
 		problem(Warning, "proof-unavailable", "%v", err)
 		return pr
 	}
-	if a.Evidence != nil {
-		if err := a.Evidence(name, cb, rb); err != nil {
+	// Evidence is kept once the answer is judged: in full when the host
+	// failed (the slices are the proof of what it sent), compact when it
+	// passed (the signed entry still commits to the answer's digest; the
+	// ~16 KiB per item of slices would grow HOME by megabytes per check).
+	keep := func(full bool) {
+		if a.Evidence == nil {
+			return
+		}
+		b := rb
+		if rc, err := transport.ParseReceipt(rb); err == nil && !full {
+			rc.Answer = nil
+			b = rc.Marshal()
+		}
+		if err := a.Evidence(name, cb, b); err != nil {
 			problem(Warning, "proof-evidence", "keep evidence: %v", err)
 		}
 	}
@@ -339,6 +377,7 @@ func auditProof(ctx context.Context, a Audit, rep *Report, name string, rh remot
 		err = transport.VerifyReceipt(rc, ch, rh.Descriptor())
 	}
 	if err != nil {
+		keep(true)
 		problem(Damage, "proof-invalid", "the receipt does not verify: %v", err)
 		return pr
 	}
@@ -349,10 +388,12 @@ func auditProof(ctx context.Context, a Audit, rep *Report, name string, rh remot
 		r, err = proof.Verify(ch, ans, sizes)
 	}
 	if err != nil {
+		keep(true)
 		problem(Damage, "proof-invalid", "the answer: %v", err)
 		return pr
 	}
 	pr.OK, pr.Missing, pr.Bad = r.OK, r.Missing, r.Bad
+	keep(!r.Passed())
 	if r.Passed() {
 		return pr
 	}

@@ -105,19 +105,24 @@ func (c *cosigner) witnessHandler() http.Handler {
 // run cosigns until ctx ends: every interval it records a batch of its own
 // cosignatures, then asks the peers to cosign its newest checkpoint.
 func (c *cosigner) run(ctx context.Context) {
-	t := time.NewTicker(c.interval)
-	defer t.Stop()
 	for {
-		c.round(ctx)
+		wait := c.interval
+		if !c.round(ctx) {
+			// Peers that are still starting, or down: try again sooner
+			// (bounded by the interval).
+			wait = min(c.interval, time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
 
-func (c *cosigner) round(ctx context.Context) {
+// round reports whether the newest checkpoint is cosigned by the threshold
+// (or needs no cosigning).
+func (c *cosigner) round(ctx context.Context) bool {
 	if batch := c.batcher.Flush(c.now()); len(batch) > 0 {
 		ev := ledger.Cosigned{}
 		for _, b := range batch {
@@ -134,22 +139,24 @@ func (c *cosigner) round(ctx context.Context) {
 		}
 	}
 	if len(c.peers) > 0 {
-		c.submit(ctx)
+		return c.submit(ctx)
 	}
+	return true
 }
 
 // submit asks every peer witness, in parallel and each bounded in time, to
-// cosign the newest checkpoint, and stores what they return.
-func (c *cosigner) submit(ctx context.Context) {
+// cosign the newest checkpoint, and stores what they return. It reports
+// whether the threshold was met (or nothing needed cosigning).
+func (c *cosigner) submit(ctx context.Context) bool {
 	cp, err := c.events.log.Checkpoint(ctx)
 	if err != nil {
 		c.log.Warn("read own checkpoint", "err", err)
-		return
+		return false
 	}
 	parsed, err := c.events.log.Verifier().ParseCheckpoint(cp)
 	if err != nil {
 		c.log.Error("own checkpoint does not verify", "err", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	witnessed := c.witnessed
@@ -160,7 +167,7 @@ func (c *cosigner) submit(ctx context.Context) {
 		return c.batchIdx[i], nil
 	})
 	if !need {
-		return
+		return true
 	}
 	var wg sync.WaitGroup
 	sigs := make([][]byte, len(c.peers))
@@ -198,22 +205,23 @@ func (c *cosigner) submit(ctx context.Context) {
 	// fewer witnesses vouch for (a peer that is down or slow this round).
 	if len(got) == 0 || len(got) < c.threshold {
 		c.log.Warn("checkpoint not cosigned by the witness threshold", "size", parsed.Size, "cosignatures", len(got), "threshold", c.threshold)
-		return
+		return false
 	}
 	merged, err := witness.Merge(cp, got...)
 	if err != nil {
 		c.log.Warn("merge cosignatures", "err", err)
-		return
+		return false
 	}
 	if err := c.events.log.AddCosignatures(merged); err != nil {
 		c.log.Warn("store cosigned checkpoint", "err", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	if parsed.Size > c.witnessed {
 		c.witnessed = parsed.Size
 	}
 	c.mu.Unlock()
+	return true
 }
 
 func asConflict(err error, target **witness.ConflictError) bool {
