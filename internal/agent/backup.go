@@ -38,10 +38,16 @@ const PackTarget = 16 << 20
 // plus one average chunk, so Readers of them stay small.
 const readerBuffer = chunk.MinBufferSize + chunk.AvgSize
 
-// Uploaders is the number of packs sealed, coded and stored at once. One is
-// enough: a 16 MiB pack takes ~30 ms to seal, code and hash, far less than
-// the time to fill the next, and each in flight holds ~60 MiB.
+// Uploaders is the number of packs sealed, coded and stored at once with
+// local-directory hosts. One is enough: a 16 MiB pack takes ~30 ms to seal,
+// code and hash, far less than the time to fill the next, and each in
+// flight holds ~60 MiB.
 const Uploaders = 1
+
+// RemoteUploaders is the number with host nodes: a PUT there waits for the
+// host's durable log append (~45 ms of ~75 ms per shard, measured on
+// loopback), so a second pack in flight hides that latency, for ~60 MiB more.
+const RemoteUploaders = 2
 
 // Options configures one backup.
 type Options struct {
@@ -226,7 +232,13 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.workers.Add(1)
 		go b.worker()
 	}
-	for i := 0; i < Uploaders; i++ {
+	uploaders := Uploaders
+	for _, x := range hs {
+		if x.Remote != nil {
+			uploaders = RemoteUploaders
+		}
+	}
+	for i := 0; i < uploaders; i++ {
 		b.upwg.Add(1)
 		go b.uploader()
 	}
