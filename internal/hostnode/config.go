@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/atomicfile"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/transport"
@@ -102,8 +104,8 @@ func (c *Config) validate() error {
 	if c.WitnessThreshold < 0 || c.WitnessThreshold > len(c.Peers) {
 		return fmt.Errorf("witness_threshold %d with %d peers", c.WitnessThreshold, len(c.Peers))
 	}
-	if c.ClockSkewSeconds < 0 || c.ClockSkewSeconds > 3600 {
-		return fmt.Errorf("clock_skew_seconds %d: want 0 to 3600", c.ClockSkewSeconds)
+	if max := int(access.MaxSkew / time.Second); c.ClockSkewSeconds < 0 || c.ClockSkewSeconds > max {
+		return fmt.Errorf("clock_skew_seconds %d: want 0 to %d", c.ClockSkewSeconds, max)
 	}
 	return nil
 }

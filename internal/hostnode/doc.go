@@ -4,7 +4,7 @@
 // tamper-evident log, answers storage-proof challenges, and witnesses other
 // hosts' logs.
 //
-// The host directory (docs/operator-guide.md, docs/spec/host-dir.md):
+// The host directory (docs/operator-guide.md):
 //
 //	host.json          configuration (name, listen address, guests and quotas, peers)
 //	descriptor.json    what the guest and other hosts are given (public)

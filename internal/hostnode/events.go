@@ -29,6 +29,8 @@ type events struct {
 	// this process, so a reader's many reads log the grant once.
 	mu         sync.Mutex
 	grantsSeen map[[16]byte]bool
+
+	onAppend func(index uint64) // metrics
 }
 
 func loadLogKeys(dir string) (*ledger.Keys, error) {
@@ -67,7 +69,11 @@ func openEvents(ctx context.Context, dir string, cfg *Config, now func() time.Ti
 }
 
 func (e *events) append(ctx context.Context, ev ledger.Event) (uint64, error) {
-	return e.log.Append(ctx, ledger.Entry{Time: e.now().Unix(), Event: ev})
+	idx, err := e.log.Append(ctx, ledger.Entry{Time: e.now().Unix(), Event: ev})
+	if err == nil && e.onAppend != nil {
+		e.onAppend(idx)
+	}
+	return idx, err
 }
 
 func ledgerKind(k shardstore.Kind) ledger.Kind {
@@ -109,10 +115,6 @@ func (e *events) grantPresented(ctx context.Context, g guest.ID, p *access.Peer)
 	e.grantsSeen[p.GrantID] = true
 	e.mu.Unlock()
 	return nil
-}
-
-func (e *events) proofAnswered(ctx context.Context, g guest.ID, challenge, answer [32]byte, items int) (uint64, error) {
-	return e.append(ctx, ledger.ProofAnswered{Guest: g, Challenge: challenge, Answer: answer, Items: uint64(items)})
 }
 
 func (e *events) handler() http.Handler { return e.log.Handler() }

@@ -154,6 +154,9 @@ func AddPeer(dir string, descriptor []byte, threshold int) (*transport.Descripto
 	if d.Name == cfg.Name {
 		return nil, fmt.Errorf("a host cannot be its own peer")
 	}
+	if threshold < 0 || threshold > len(cfg.Peers)+1 {
+		return nil, fmt.Errorf("witness threshold %d: want 1 to the number of peers", threshold)
+	}
 	if err := atomicfile.Write(filepath.Join(dir, peersDir, d.Name+".json"), d.Marshal(), 0o644); err != nil {
 		return nil, err
 	}

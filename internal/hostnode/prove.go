@@ -78,6 +78,9 @@ func (s *Server) receipt(ctx context.Context, t *tenant, challenge [32]byte, ans
 		return nil, err
 	}
 	idx, err := s.events.log.Append(ctx, entry)
+	if err == nil {
+		s.metrics.logSize.Set(float64(idx + 1))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests may move it).
 	Now func() time.Time
-	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound slow clients.
+	// ReadHeaderTimeout and IdleTimeout bound slow clients (and BodyRate
+	// slow uploads).
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	// BodyRate is the slowest accepted upload, in bytes per second: a request
@@ -78,8 +79,8 @@ type Server struct {
 	events  *events
 	metrics *metrics
 	cosign  *cosigner
-	// putSlots bounds concurrent buffered uploads.
-	putSlots chan struct{}
+	// putSlots and getSlots bound concurrent buffered uploads and reads.
+	putSlots, getSlots chan struct{}
 
 	ln   net.Listener
 	srv  *http.Server
@@ -102,7 +103,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 		cfg.MetricsListen = opt.MetricsListen
 	}
 	s := &Server{dir: dir, cfg: cfg, opt: opt, log: opt.Logger.With("host", cfg.Name), cert: cert,
-		tenants: map[guest.ID]*tenant{}, putSlots: make(chan struct{}, 8)}
+		tenants: map[guest.ID]*tenant{}, putSlots: make(chan struct{}, 8), getSlots: make(chan struct{}, 16)}
 	s.metrics = newMetrics()
 	for _, g := range cfg.Guests {
 		b, err := os.ReadFile(filepath.Join(dir, guestsDir, g.ID+".pub"))
@@ -129,6 +130,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.events.onAppend = func(idx uint64) { s.metrics.logSize.Set(float64(idx + 1)) }
 	s.cosign, err = newCosigner(dir, cfg, s.events, s.log, opt, s.metrics)
 	if err != nil {
 		s.events.close(context.Background())
@@ -223,6 +225,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		mln, err := net.Listen("tcp", s.cfg.MetricsListen)
 		if err != nil {
 			s.srv.Close()
+			s.events.close(context.Background())
 			return fmt.Errorf("metrics listen %s: %w", s.cfg.MetricsListen, err)
 		}
 		s.msrv = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -312,6 +315,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		httpError(w, http.StatusLengthRequired, "Content-Length is required")
 		return
 	case n > s.cfg.MaxObjectBytes:
+		s.metrics.refused.WithLabelValues("too-large").Inc()
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d bytes; this host accepts at most %d", n, s.cfg.MaxObjectBytes))
 		return
 	}
@@ -337,7 +341,15 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		return
 	}
 	if _, err := t.store.Stat(r.Context(), kind, id); err == nil {
-		// Write-once: the same bytes are already stored.
+		// Write-once: the same bytes are already stored. Log it again: the
+		// first attempt may have stored the object and then failed to log
+		// it (or crashed in between), and every stored object must be in
+		// the log.
+		if err := s.events.stored(r.Context(), t.id, kind, id, n, p); err != nil {
+			s.log.Error("log stored object", "err", err)
+			httpError(w, http.StatusServiceUnavailable, "the log is unavailable; retry")
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -347,10 +359,14 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		return
 	}
 	stored := false
-	defer func() { t.settle(n, stored) }()
+	defer func() {
+		t.settle(n, stored)
+		s.metrics.used.WithLabelValues(t.id.String()).Set(float64(t.used.Load()))
+	}()
 	if err := t.store.Put(r.Context(), kind, id, data); err != nil {
 		s.log.Error("store object", "guest", t.id.String(), "kind", string(kind), "id", id.String(), "err", err)
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			s.metrics.refused.WithLabelValues("disk-full").Inc()
 			httpError(w, http.StatusInsufficientStorage, "host disk full")
 			return
 		}
@@ -370,7 +386,6 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		return
 	}
 	s.metrics.storedBytes.WithLabelValues(t.id.String()).Add(float64(n))
-	s.metrics.used.WithLabelValues(t.id.String()).Set(float64(t.used.Load()))
 	w.WriteHeader(http.StatusCreated)
 }
 
@@ -378,6 +393,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, p *access.Pee
 	kind, id, err := objectParams(r)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// Bound the memory reads take, like uploads.
+	select {
+	case s.getSlots <- struct{}{}:
+		defer func() { <-s.getSlots }()
+	case <-r.Context().Done():
 		return
 	}
 	data, err := t.store.Get(r.Context(), kind, id)

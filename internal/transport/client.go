@@ -58,9 +58,9 @@ type Client struct {
 	Retries int
 	// Backoff is the first retry delay.
 	Backoff time.Duration
-	// Cooldown is how long requests fail fast after one failed for want of
-	// the host (ErrUnavailable): a stopped or unreachable host costs one
-	// timeout, not one per request.
+	// Cooldown is how long requests fail fast after one got no answer at all
+	// (no connection, handshake or response in time): a stopped or
+	// unreachable host costs one timeout, not one per request.
 	Cooldown time.Duration
 
 	downUntil atomic.Int64 // unix nanoseconds; 0 when the host is up
@@ -302,7 +302,8 @@ func (c *Client) retry(ctx context.Context, op func(context.Context, *watchdog) 
 		return fmt.Errorf("%w (not retried for %s after: %v)", ErrUnavailable, c.Cooldown, c.downErr.Load())
 	}
 	err := c.attempts(ctx, op, reqSize)
-	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil && c.Cooldown > 0 {
+	var down *unreachable
+	if errors.As(err, &down) && ctx.Err() == nil && c.Cooldown > 0 {
 		c.downErr.Store(err)
 		c.downUntil.Store(time.Now().Add(c.Cooldown).UnixNano())
 	} else if err == nil {
@@ -361,6 +362,14 @@ func (w *watchdog) stop() {
 	}
 }
 
+// unreachable is ErrUnavailable for a host that gave no answer at all (no
+// connection, no TLS handshake, a timeout): the cases the cooldown covers.
+// An HTTP 5xx answer is ErrUnavailable too but does not start a cooldown.
+type unreachable struct{ msg string }
+
+func (e *unreachable) Error() string { return e.msg }
+func (e *unreachable) Unwrap() error { return ErrUnavailable }
+
 // transportError classifies a failed round trip: a TLS alert from the host
 // (it refused the client's credential) or a pin mismatch is permanent; any
 // other failure may be transient.
@@ -379,9 +388,9 @@ func transportError(err error) (bool, error) {
 	// timeout; fail now (and fast afterwards, see Cooldown).
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return false, &unreachable{fmt.Sprintf("%v: %v", ErrUnavailable, err)}
 	}
-	return true, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return true, &unreachable{fmt.Sprintf("%v: %v", ErrUnavailable, err)}
 }
 
 // statusError maps a non-2xx status to an error and says whether to retry.

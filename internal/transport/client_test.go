@@ -755,11 +755,16 @@ func TestClientUnreachable(t *testing.T) {
 // Cooldown without reaching it; other failures do not count.
 func TestClientCooldown(t *testing.T) {
 	var code atomic.Int64
+	var stall atomic.Bool
 	s := newHostServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if stall.Load() {
+			time.Sleep(500 * time.Millisecond)
+		}
 		w.WriteHeader(int(code.Load()))
 	}, nil)
 	c := s.client(t)
 	c.Retries = 1
+	c.Timeout = 150 * time.Millisecond
 	c.Cooldown = 200 * time.Millisecond
 	ctx := testCtx(t)
 	get := func() error { _, err := c.Get(ctx, shardstore.KindShard, shardstore.Sum(nil)); return err }
@@ -781,7 +786,19 @@ func TestClientCooldown(t *testing.T) {
 	if n := s.requests.Swap(0); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
+	// An HTTP answer, even a 5xx, starts no cooldown.
 	code.Store(http.StatusOK)
+	if err := get(); err != nil {
+		t.Fatalf("after a 503: %v", err)
+	}
+	s.requests.Swap(0)
+	// A host that does not answer in time does.
+	stall.Store(true)
+	if err := get(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("stalled host: %v, want ErrUnavailable", err)
+	}
+	stall.Store(false)
+	s.requests.Swap(0)
 	if err := get(); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("during the cooldown: %v, want ErrUnavailable", err)
 	}
