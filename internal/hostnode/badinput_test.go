@@ -83,26 +83,9 @@ func TestOversizedAndTruncatedUploads(t *testing.T) {
 // below the minimum rate, is cut off instead of holding the host.
 func TestSlowClients(t *testing.T) {
 	g := newGuest(t)
-	dir := filepath.Join(t.TempDir(), "lu-1")
-	d, err := Init(dir, InitOptions{Name: "lu-1", Listen: freeAddr(t), Now: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := AddGuest(dir, g.id.Marshal(), 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	h := &testHost{dir: dir, desc: d}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := Open(ctx, dir, Options{ReadHeaderTimeout: 300 * time.Millisecond, BodyRate: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(""); err != nil {
-		t.Fatal(err)
-	}
-	h.srv, h.cancel, h.done = srv, cancel, make(chan error, 1)
-	go func() { h.done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { h.stop(t) })
+	h := newHostDir(t, filepath.Join(t.TempDir(), "lu-1"), "lu-1", g, 1<<30)
+	h.startWith(t, Options{ReadHeaderTimeout: 300 * time.Millisecond, BodyRate: 1 << 20})
+	d := h.desc
 
 	// Headers that never finish.
 	c := rawTLS(t, g, d)
@@ -150,17 +133,9 @@ func TestDiskFull(t *testing.T) {
 		testenv.SkipOrFail(t, "cannot mount a small tmpfs (needs root): %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
-	dir := filepath.Join(mnt, "lu-1")
-	d, err := Init(dir, InitOptions{Name: "lu-1", Listen: freeAddr(t), Now: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := AddGuest(dir, g.id.Marshal(), 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	h := &testHost{dir: dir, desc: d}
+	h := newHostDir(t, filepath.Join(mnt, "lu-1"), "lu-1", g, 1<<30)
 	h.start(t)
-	cl := g.client(t, d)
+	cl := g.client(t, h.desc)
 	ctx := context.Background()
 	small := make([]byte, 256<<10)
 	rand.Read(small)
@@ -169,7 +144,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	big := make([]byte, 4<<20)
 	rand.Read(big)
-	err = cl.Put(ctx, shardstore.KindShard, shardstore.Sum(big), big)
+	err := cl.Put(ctx, shardstore.KindShard, shardstore.Sum(big), big)
 	if !errors.Is(err, transport.ErrQuota) {
 		t.Fatalf("put on a full disk: %v, want ErrQuota (507)", err)
 	}

@@ -41,13 +41,15 @@ type cosigner struct {
 	batchIdx map[uint64]bool
 	// witnessed is the largest own size any peer cosigned.
 	witnessed uint64
+	warned    uint64 // the checkpoint size last warned about
 }
 
 // peerWitness is a peer's witness this host submits its checkpoints to.
 type peerWitness struct {
-	d    *transport.Descriptor
-	hc   *http.Client
-	hint uint64 // the size the witness last cosigned (or told us)
+	d      *transport.Descriptor
+	hc     *http.Client
+	hint   uint64 // the size the witness last cosigned (or told us)
+	warned uint64 // the checkpoint size last warned about
 }
 
 func newCosigner(dir string, cfg *Config, ev *events, lg *slog.Logger, opt Options, m *metrics) (*cosigner, error) {
@@ -182,7 +184,10 @@ func (c *cosigner) submit(ctx context.Context) bool {
 					return c.events.log.ConsistencyProof(ctx, old, parsed.Size)
 				})
 			if err != nil {
-				c.log.Warn("cosignature not obtained", "witness", p.d.Name, "size", parsed.Size, "err", err)
+				if p.warned != parsed.Size {
+					p.warned = parsed.Size
+					c.log.Warn("cosignature not obtained", "witness", p.d.Name, "size", parsed.Size, "err", err)
+				}
 				var ce *witness.ConflictError
 				if asConflict(err, &ce) && ce.Size <= parsed.Size {
 					p.hint = ce.Size
@@ -204,7 +209,10 @@ func (c *cosigner) submit(ctx context.Context) bool {
 	// Keep a better cosigned checkpoint rather than replace it with one
 	// fewer witnesses vouch for (a peer that is down or slow this round).
 	if len(got) == 0 || len(got) < c.threshold {
-		c.log.Warn("checkpoint not cosigned by the witness threshold", "size", parsed.Size, "cosignatures", len(got), "threshold", c.threshold)
+		if c.warned != parsed.Size {
+			c.warned = parsed.Size // once per checkpoint, not every retry
+			c.log.Warn("checkpoint not cosigned by the witness threshold", "size", parsed.Size, "cosignatures", len(got), "threshold", c.threshold)
+		}
 		return false
 	}
 	merged, err := witness.Merge(cp, got...)

@@ -17,12 +17,7 @@ func TestCosigningQuiesces(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	hs := map[string]*testHost{}
 	for _, n := range names {
-		dir := filepath.Join(t.TempDir(), n)
-		d, err := Init(dir, InitOptions{Name: n, Listen: freeAddr(t), Now: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs[n] = &testHost{dir: dir, desc: d}
+		hs[n] = newHostDir(t, filepath.Join(t.TempDir(), n), n, nil, 0)
 	}
 	for _, n := range names {
 		for _, m := range names {

@@ -69,7 +69,14 @@ type testHost struct {
 // in-process over real TLS on loopback.
 func startHost(t *testing.T, name string, g *testGuest, quota int64) *testHost {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
+	h := newHostDir(t, filepath.Join(t.TempDir(), name), name, g, quota)
+	h.start(t)
+	return h
+}
+
+// newHostDir initialises a host directory serving g (if not nil) with quota.
+func newHostDir(t *testing.T, dir, name string, g *testGuest, quota int64) *testHost {
+	t.Helper()
 	d, err := Init(dir, InitOptions{Name: name, Listen: freeAddr(t), Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +86,21 @@ func startHost(t *testing.T, name string, g *testGuest, quota int64) *testHost {
 			t.Fatal(err)
 		}
 	}
-	h := &testHost{dir: dir, desc: d}
-	h.start(t)
-	return h
+	return &testHost{dir: dir, desc: d}
 }
 
 func (h *testHost) start(t *testing.T) {
 	t.Helper()
+	h.startWith(t, Options{CosignInterval: 200 * time.Millisecond})
+}
+
+func (h *testHost) startWith(t *testing.T, opt Options) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := Open(ctx, h.dir, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CosignInterval: 200 * time.Millisecond})
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv, err := Open(ctx, h.dir, opt)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
