@@ -109,6 +109,7 @@ func (e *env) init(args []string) error {
 	fs.Var(&datasets, "dataset", "dataset to create (repeat)")
 	shares := fs.String("shares", "", "directory to write the custodians' share files into")
 	guestName := fs.String("guest-name", "guest", "the guest state's name")
+	retention := fs.Int("retention-days", 3650, "days host nodes must keep each write (Object Lock retain-until; 0: none)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -144,7 +145,7 @@ func (e *env) init(args []string) error {
 	}
 	h, files, err := home.Init(*homeDir, home.InitOptions{
 		GuestName: *guestName, Hosts: hs, DataShards: *k, Custodians: cs, Threshold: *threshold,
-		Datasets: datasets, SharesDir: *shares,
+		Datasets: datasets, SharesDir: *shares, RetentionDays: *retention,
 	})
 	if err != nil {
 		return err
@@ -330,6 +331,7 @@ func (e *env) check(args []string) error {
 	grantKey := fs.String("grant-key", "", "the grant's reader key file (default GRANT.key)")
 	stateDir := fs.String("state", "", "auditor state: trusted log checkpoints and proof evidence (default HOME)")
 	witnesses := fs.Int("witness-threshold", 0, "witness cosignatures required per host log (default min(2, witnesses))")
+	retentionDays := fs.Int("retention-days", -1, "audit that host nodes keep shards this long (default: HOME's setting; auditors: none)")
 	var witnessFlags multi
 	fs.Var(&witnessFlags, "witness", "descriptor of one of the guest's own witnesses (repeat; auditors without HOME)")
 	if err := parse(fs, args); err != nil {
@@ -368,6 +370,9 @@ func (e *env) check(args []string) error {
 			*stateDir = h.Dir
 		}
 		witnessDescs = h.Config.Witnesses
+		if *retentionDays < 0 {
+			*retentionDays = h.Config.RetentionDays
+		}
 		for _, d := range h.Identity.Datasets {
 			seq, _, err := agent.Head(h, d.Name)
 			if err != nil {
@@ -398,7 +403,8 @@ func (e *env) check(args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	audit := check.Audit{WitnessThreshold: *witnesses, Witnesses: guestWitnesses(id.Guest, witnessDescs)}
+	audit := check.Audit{WitnessThreshold: *witnesses, Witnesses: guestWitnesses(id.Guest, witnessDescs),
+		Retention: time.Duration(max(*retentionDays, 0)) * 24 * time.Hour}
 	if *stateDir != "" {
 		st := check.DirState{Dir: *stateDir}
 		audit.Trust, audit.Evidence = st, st.Evidence
@@ -435,6 +441,9 @@ func (e *env) printCheck(rep *check.Report) {
 			state = "UNAVAILABLE: " + h.Error
 		}
 		fmt.Fprintf(e.stdout, "  host %-8s %s\n", h.Name, state)
+		if h.Retention != "" {
+			fmt.Fprintf(e.stdout, "    retention: %s\n", h.Retention)
+		}
 		if l := h.Log; l != nil {
 			fmt.Fprintf(e.stdout, "    log %s: %d entries, witnessed up to %d by %d of %d required %v\n", l.Origin, l.Size, l.CosignedSize, len(l.Witnesses), l.Threshold, l.Witnesses)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/embassy-project/embassy/internal/seal"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/snapshot"
+	"github.com/embassy-project/embassy/internal/transport"
 	"github.com/embassy-project/embassy/internal/tree"
 )
 
@@ -282,6 +283,9 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		return nil, err
 	}
 	now := opts.Now()
+	if err := b.extendRetention(ctx, refs, h.Config.Retention(), now); err != nil {
+		return nil, err
+	}
 	rec := &snapshot.Record{
 		Time: now.UnixNano(), Hostname: opts.Hostname, Paths: []string{b.sourceName()}, Root: rootRef,
 		Files: b.files.Load(), Dirs: b.dirs.Load(), Symlinks: b.links.Load(), Bytes: b.bytes.Load(),
@@ -1006,6 +1010,39 @@ func (b *backup) upload(job *packJob) error {
 		b.uploaded.Add(uint64(len(s)))
 	}
 	b.packsUp.Add(1)
+	return nil
+}
+
+// retainer is a host that keeps objects until a time the guest sets (a
+// host node; enforced where its store has S3 Object Lock).
+type retainer interface {
+	Retain(ctx context.Context, objs []transport.Object, until time.Time) error
+}
+
+// extendRetention asks every host node to keep the shards of the packs the
+// snapshot reuses as long as the new ones (which got the retain-until with
+// their PUT), before the envelope is published: dedup must never let data
+// a live snapshot needs expire.
+func (b *backup) extendRetention(ctx context.Context, refs []snapshot.PackRef, d time.Duration, now time.Time) error {
+	if d <= 0 {
+		return nil
+	}
+	until := transport.RetainUntil(now, d)
+	for i, x := range b.hosts {
+		r, ok := x.Store.(retainer)
+		if !ok {
+			continue
+		}
+		var objs []transport.Object
+		for _, p := range refs {
+			if _, fresh := b.newPacks[p.ID]; !fresh {
+				objs = append(objs, transport.Object{Kind: shardstore.KindShard, ID: shardstore.ID(p.Shards[i])})
+			}
+		}
+		if err := r.Retain(ctx, objs, until); err != nil && !errors.Is(err, transport.ErrNoRetention) {
+			return fmt.Errorf("host %s: %w", x.Name, err)
+		}
+	}
 	return nil
 }
 

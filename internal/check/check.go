@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/embassy-project/embassy/internal/catalog"
 	"github.com/embassy-project/embassy/internal/erasure"
@@ -54,6 +55,10 @@ type HostReport struct {
 	Error     string `json:"error,omitempty"`
 	Shards    int    `json:"shards_checked"`
 	Bad       int    `json:"shards_bad"`
+	// Retention is "enforced" when the host's store keeps objects immutable
+	// until their retain-until (audited against the guest's retention), and
+	// "none" when it does not; empty when not audited.
+	Retention string `json:"retention,omitempty"`
 	// Log and Proof are set for remote hosts (host nodes).
 	Log   *LogReport   `json:"log,omitempty"`
 	Proof *ProofReport `json:"proof,omitempty"`
@@ -142,6 +147,13 @@ type packPlace struct {
 	params erasure.Params
 	hosts  []string
 	seq    uint64
+	newest int64 // time of the newest snapshot that references the pack (unix ns)
+}
+
+// retentionOf is a host node that reports how long its store keeps an
+// object.
+type retentionOf interface {
+	RetainUntilOf(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (time.Time, error)
 }
 
 func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []catalog.HostEnvelopes, rep *Report, hostIdx map[string]int, proofShards map[string][]proof.Shard) (*DatasetReport, error) {
@@ -179,6 +191,9 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 			if _, ok := packs[p.ID]; !ok {
 				packs[p.ID] = &packPlace{ref: p, params: erasure.Params{K: int(s.Env.K), N: int(s.Env.N)}, hosts: s.Env.Hosts, seq: s.Env.Seq}
 			}
+			if pp := packs[p.ID]; s.Env.Time > pp.newest {
+				pp.newest = s.Env.Time
+			}
 		}
 	}
 	dr.Packs = len(packs)
@@ -197,9 +212,11 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		// Fetch (or stat) the pack's shards from all hosts at once: remote
 		// hosts log each read, which costs a durable log append each.
 		type fetched struct {
-			data []byte
-			err  error
-			skip bool
+			data  []byte
+			err   error
+			skip  bool
+			until time.Time // retain-until the host reports (zero: not audited)
+			noRet bool      // the host does not enforce retention
 		}
 		got := make([]fetched, pp.params.N)
 		var wg sync.WaitGroup
@@ -227,6 +244,15 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
 				}
 				got[i] = fetched{err: err}
+				if r, ok := h.Store.(retentionOf); ok && err == nil && o.Audit.Retention > 0 {
+					until, rerr := r.RetainUntilOf(ctx, shardstore.KindShard, addr)
+					switch {
+					case errors.Is(rerr, transport.ErrNoRetention):
+						got[i].noRet = true
+					case rerr == nil:
+						got[i].until = until
+					}
+				}
 			}()
 		}
 		wg.Wait()
@@ -271,6 +297,22 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 				continue
 			}
 			good++
+			// Whether the host's store enforces retention is reported per
+			// host, not as a problem: a directory store cannot, and storage
+			// proofs are what catch its deletions.
+			switch {
+			case got[i].noRet:
+				rep.Hosts[hi].Retention = "none"
+			case !got[i].until.IsZero():
+				rep.Hosts[hi].Retention = "enforced"
+			}
+			if want := transport.RetainUntil(time.Unix(0, pp.newest), o.Audit.Retention); !got[i].until.IsZero() && got[i].until.Before(want) {
+				idx := i
+				rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: "retention-short", Dataset: ds.Name, Host: name,
+					Seq: pp.seq, Pack: fmt.Sprintf("%x", id), Shard: addr.String(), Index: &idx,
+					Message: fmt.Sprintf("host %s keeps shard %d of pack %x only until %s; the newest snapshot using it needs %s", name, i, id,
+						got[i].until.Format(time.RFC3339), want.Format(time.RFC3339))})
+			}
 		}
 		if good < pp.params.K {
 			dr.Unrecoverable++

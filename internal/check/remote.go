@@ -39,6 +39,10 @@ type Audit struct {
 	WitnessThreshold int
 	// Witnesses are the guest's own witnesses.
 	Witnesses []Witness
+	// Retention, if positive, is the guest's retention: every shard a
+	// snapshot taken at T references must be kept by a host node that
+	// enforces retention until at least transport.RetainUntil(T, Retention).
+	Retention time.Duration
 	// Now is the challenge time (default time.Now()).
 	Now time.Time
 }

@@ -30,5 +30,7 @@ func (h *Home) Connect(d *transport.Descriptor) (shardstore.Store, error) {
 	if ac.err != nil {
 		return nil, fmt.Errorf("agent certificate: %w", ac.err)
 	}
-	return transport.NewClient(d, h.Identity.Guest, ac.cert), nil
+	c := transport.NewClient(d, h.Identity.Guest, ac.cert)
+	c.Retention = h.Config.Retention()
+	return c, nil
 }

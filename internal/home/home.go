@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/embassy-project/embassy/internal/custodian"
 	"github.com/embassy-project/embassy/internal/erasure"
@@ -47,9 +48,17 @@ type Config struct {
 	Threshold  int          `json:"threshold"`
 	Custodians []string     `json:"custodians"`
 	Datasets   []string     `json:"datasets"`
+	// RetentionDays is how long hosts must keep what the guest writes: sent
+	// as a retain-until with every write to a host node (S3 Object Lock in
+	// compliance mode enforces it) and extended for reused packs at each
+	// backup. 0 asks for none.
+	RetentionDays int `json:"retention_days,omitempty"`
 	// Witnesses are the guest's own witnesses of its hosts' logs.
 	Witnesses []*transport.Descriptor `json:"witnesses,omitempty"`
 }
+
+// Retention returns RetentionDays as a duration.
+func (c *Config) Retention() time.Duration { return time.Duration(c.RetentionDays) * 24 * time.Hour }
 
 // Params returns the erasure parameters.
 func (c *Config) Params() erasure.Params {
@@ -78,6 +87,8 @@ type InitOptions struct {
 	Threshold  int
 	Datasets   []string
 	SharesDir  string // where the custodians' share files are written
+	// RetentionDays: see Config.RetentionDays.
+	RetentionDays int
 }
 
 // ShareFile is one written share file.
@@ -122,7 +133,7 @@ func Init(dir string, o InitOptions) (*Home, []ShareFile, error) {
 		Dir: dir,
 		Config: Config{
 			Version: ConfigVersion, Guest: hex.EncodeToString(gid[:]), GuestName: o.GuestName,
-			Hosts: o.Hosts, DataShards: o.DataShards, Threshold: o.Threshold, Custodians: names,
+			Hosts: o.Hosts, DataShards: o.DataShards, Threshold: o.Threshold, Custodians: names, RetentionDays: o.RetentionDays,
 		},
 		Agent:    agent,
 		Identity: &guest.Identity{Guest: gid, Name: o.GuestName, Agent: agent.Public()},
@@ -155,6 +166,9 @@ func Init(dir string, o InitOptions) (*Home, []ShareFile, error) {
 }
 
 func validateInit(o *InitOptions) error {
+	if o.RetentionDays < 0 || o.RetentionDays > 36500 {
+		return fmt.Errorf("--retention-days %d: want 0 to 36500", o.RetentionDays)
+	}
 	if o.GuestName == "" {
 		o.GuestName = "guest"
 	}

@@ -45,6 +45,11 @@ type Config struct {
 	// MetricsListen, when set, serves Prometheus /metrics over plain HTTP
 	// there (keep it on loopback or a management network).
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// Store is where shards live: empty for the host directory's store/,
+	// or an S3 URL (s3://BUCKET[/PREFIX]?endpoint=…&region=…) of a bucket
+	// with versioning and Object Lock; each guest gets PREFIX/GUEST-ID.
+	// Credentials come from the environment, never from this file.
+	Store string `json:"store,omitempty"`
 	// MaxObjectBytes bounds one stored object.
 	MaxObjectBytes int64   `json:"max_object_bytes"`
 	Guests         []Guest `json:"guests"`
@@ -79,6 +84,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: %v", c.Listen, err)
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "s3://") {
+		return fmt.Errorf("store %q: want empty (the host directory) or s3://BUCKET…", c.Store)
 	}
 	if c.MaxObjectBytes <= 0 || c.MaxObjectBytes > 1<<30 {
 		return fmt.Errorf("max_object_bytes %d: want 1 to 1 GiB", c.MaxObjectBytes)

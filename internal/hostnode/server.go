@@ -20,6 +20,7 @@ import (
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/transport"
 	"github.com/embassy-project/embassy/internal/wire"
 )
 
@@ -42,6 +43,8 @@ type Options struct {
 	CosignInterval time.Duration
 	// MetricsListen overrides the configuration's metrics address.
 	MetricsListen string
+	// OpenStore opens a guest's store when the configuration names a URL.
+	OpenStore StoreOpener
 }
 
 func (o *Options) defaults() {
@@ -117,7 +120,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 		if id.Guest.String() != g.ID {
 			return nil, fmt.Errorf("guest %s: identity file is for guest %s", g.ID, id.Guest)
 		}
-		t, err := openTenant(ctx, dir, g, id)
+		t, err := openTenant(ctx, dir, cfg, g, id, opt.OpenStore)
 		if err != nil {
 			return nil, fmt.Errorf("guest %s: %w", g.ID, err)
 		}
@@ -155,6 +158,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("HEAD /v1/guests/{guest}/{kind}/{id}", s.authed(false, s.handleHead))
 	mux.HandleFunc("GET /v1/guests/{guest}/{kind}/{$}", s.authed(false, s.handleList))
 	mux.HandleFunc("POST /v1/guests/{guest}/proof", s.authed(false, s.handleProof))
+	mux.HandleFunc("POST /v1/guests/{guest}/retain", s.authed(true, s.handleRetain))
 	mux.Handle("GET /log/", http.StripPrefix("/log/", s.events.handler()))
 	mux.Handle("POST /witness/add-checkpoint", s.cosign.witnessHandler())
 	mux.Handle("GET /witness/view", s.cosign.witnessHandler())
@@ -309,6 +313,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	until, err := s.retainUntil(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	setRetentionHeader(w, t)
+	rt, _ := t.store.(retainer)
 	n := r.ContentLength
 	switch {
 	case n < 0:
@@ -341,6 +352,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		return
 	}
 	if _, err := t.store.Stat(r.Context(), kind, id); err == nil {
+		if rt != nil && !until.IsZero() {
+			if err := rt.Retain(r.Context(), kind, id, until); err != nil {
+				s.log.Error("extend retention", "guest", t.id.String(), "id", id.String(), "err", err)
+				httpError(w, http.StatusInternalServerError, "extend retention failed; retry")
+				return
+			}
+		}
 		// Write-once: the same bytes are already stored. Log it again: the
 		// first attempt may have stored the object and then failed to log
 		// it (or crashed in between), and every stored object must be in
@@ -363,7 +381,12 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		t.settle(n, stored)
 		s.metrics.used.WithLabelValues(t.id.String()).Set(float64(t.used.Load()))
 	}()
-	if err := t.store.Put(r.Context(), kind, id, data); err != nil {
+	if rt != nil && !until.IsZero() {
+		err = rt.PutRetained(r.Context(), kind, id, data, until)
+	} else {
+		err = t.store.Put(r.Context(), kind, id, data)
+	}
+	if err != nil {
 		s.log.Error("store object", "guest", t.id.String(), "kind", string(kind), "id", id.String(), "err", err)
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			s.metrics.refused.WithLabelValues("disk-full").Inc()
@@ -429,6 +452,15 @@ func (s *Server) handleHead(w http.ResponseWriter, r *http.Request, p *access.Pe
 	if err != nil {
 		s.objectError(w, t, kind, id, err)
 		return
+	}
+	setRetentionHeader(w, t)
+	if rt, ok := t.store.(retainer); ok {
+		until, err := rt.RetainUntil(r.Context(), kind, id)
+		if err != nil {
+			s.objectError(w, t, kind, id, err)
+			return
+		}
+		w.Header().Set(transport.RetainUntilHeader, until.UTC().Format(time.RFC3339))
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)

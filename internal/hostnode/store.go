@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/embassy-project/embassy/internal/atomicfile"
 	"github.com/embassy-project/embassy/internal/guest"
@@ -26,7 +27,7 @@ type tenant struct {
 	id       guest.ID
 	identity *guest.Identity
 	quota    int64
-	store    *fs.Store
+	store    shardstore.Store
 	obDir    string
 
 	used     atomic.Int64 // bytes stored (objects only)
@@ -34,9 +35,38 @@ type tenant struct {
 	mu       sync.Mutex   // serialises quota reservations
 }
 
-func openTenant(ctx context.Context, dir string, g Guest, id *guest.Identity) (*tenant, error) {
+// retainer is a store that enforces retention (S3 Object Lock in
+// compliance mode): objects cannot be deleted or overwritten before their
+// retain-until time, which can be extended but never shortened.
+type retainer interface {
+	PutRetained(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte, until time.Time) error
+	Retain(ctx context.Context, kind shardstore.Kind, id shardstore.ID, until time.Time) error
+	RetainUntil(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (time.Time, error)
+}
+
+// rangeReader is a store that reads parts of an object without fetching it
+// whole (storage-proof slices).
+type rangeReader interface {
+	ReaderAt(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (io.ReaderAt, int64, error)
+}
+
+// StoreOpener opens a guest's store at a URL (s3://…); registered by the
+// command that links the implementation (hostnode itself knows only local
+// directories).
+type StoreOpener func(ctx context.Context, url string, guest string) (shardstore.Store, error)
+
+func openTenant(ctx context.Context, dir string, cfg *Config, g Guest, id *guest.Identity, opener StoreOpener) (*tenant, error) {
 	gid, _ := guest.ParseID(g.ID)
-	st, err := fs.Open(filepath.Join(dir, storeDir, g.ID))
+	var st shardstore.Store
+	var err error
+	switch {
+	case cfg.Store == "":
+		st, err = fs.Open(filepath.Join(dir, storeDir, g.ID))
+	case opener == nil:
+		err = fmt.Errorf("store %s: this build cannot open it", cfg.Store)
+	default:
+		st, err = opener(ctx, cfg.Store, g.ID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -95,36 +125,73 @@ func (t *tenant) writeOutboard(id shardstore.ID, data []byte) error {
 // missing or wrong-sized outboard (a crash between storing a shard and its
 // outboard) is rebuilt from the data and stored.
 func (t *tenant) openForProof(ctx context.Context, id shardstore.ID) (io.ReaderAt, []byte, error) {
-	f, err := t.store.Open(ctx, shardstore.KindShard, id)
-	if err != nil {
-		return nil, nil, err
+	var ra io.ReaderAt
+	var size int64
+	switch st := t.store.(type) {
+	case *fs.Store:
+		f, err := st.Open(ctx, shardstore.KindShard, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		ra, size = f, fi.Size()
+	case rangeReader:
+		r, n, err := st.ReaderAt(ctx, shardstore.KindShard, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		ra, size = r, n
+	default:
+		data, err := t.store.Get(ctx, shardstore.KindShard, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		ra, size = readAt(data), int64(len(data))
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
+	closeRA := func() {
+		if c, ok := ra.(io.Closer); ok {
+			c.Close()
+		}
 	}
 	ob, err := os.ReadFile(t.outboardPath(id))
-	if err == nil && len(ob) == proof.OutboardSize(int(fi.Size())) {
-		return f, ob, nil
+	if err == nil && len(ob) == proof.OutboardSize(int(size)) {
+		return ra, ob, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		f.Close()
+		closeRA()
 		return nil, nil, err
 	}
-	data, err := io.ReadAll(io.NewSectionReader(f, 0, fi.Size()))
+	data, err := io.ReadAll(io.NewSectionReader(ra, 0, size))
 	if err != nil {
-		f.Close()
+		closeRA()
 		return nil, nil, err
 	}
 	if shardstore.Sum(data) != id {
 		// Damaged data: answer from it anyway; the slices will not verify.
-		return f, proof.Outboard(data), nil
+		return ra, proof.Outboard(data), nil
 	}
 	os.Remove(t.outboardPath(id))
 	if err := t.writeOutboard(id, data); err != nil {
-		f.Close()
+		closeRA()
 		return nil, nil, err
 	}
-	return f, proof.Outboard(data), nil
+	return ra, proof.Outboard(data), nil
+}
+
+// readAt serves proofs from an object held in memory.
+type readAt []byte
+
+func (b readAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

@@ -58,6 +58,9 @@ type Client struct {
 	Retries int
 	// Backoff is the first retry delay.
 	Backoff time.Duration
+	// Retention, if positive, is sent with every Put: the host keeps the
+	// object until RetainUntil(now, Retention) at least.
+	Retention time.Duration
 	// Cooldown is how long requests fail fast after one got no answer at all
 	// (no connection, handshake or response in time): a stopped or
 	// unreachable host costs one timeout, not one per request.
@@ -127,7 +130,11 @@ func (c *Client) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID
 	if len(data) > MaxObjectSize {
 		return fmt.Errorf("put %s %s: %d bytes: %w", kind, id, len(data), ErrTooLarge)
 	}
-	_, err := c.do(ctx, http.MethodPut, c.objectURL(kind, id), data, 0)
+	var hdr http.Header
+	if c.Retention > 0 {
+		hdr = http.Header{RetainUntilHeader: {RetainUntil(time.Now(), c.Retention).Format(time.RFC3339)}}
+	}
+	_, err := c.doHeader(ctx, http.MethodPut, c.objectURL(kind, id), data, 0, hdr)
 	if err != nil {
 		return fmt.Errorf("put %s %s on %s: %w", kind, id, c.d.Name, err)
 	}
@@ -246,6 +253,10 @@ func (c *Client) WitnessView(ctx context.Context, origin string) ([]byte, error)
 // do runs one request with retries and returns the response body (up to max
 // bytes) of a 2xx answer.
 func (c *Client) do(ctx context.Context, method, url string, body []byte, max int64) ([]byte, error) {
+	return c.doHeader(ctx, method, url, body, max, nil)
+}
+
+func (c *Client) doHeader(ctx context.Context, method, url string, body []byte, max int64, hdr http.Header) ([]byte, error) {
 	var out []byte
 	err := c.retry(ctx, func(ctx context.Context, wd *watchdog) (bool, error) {
 		var rd io.Reader
@@ -259,6 +270,9 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, max in
 		if body != nil {
 			req.ContentLength = int64(len(body))
 			req.Header.Set("Content-Type", "application/octet-stream")
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
