@@ -260,21 +260,26 @@ func TestRemoteHostsJourney(t *testing.T) {
 	if err := sample.Compare(src, filepath.Join(out, filepath.Base(src))); err != nil {
 		t.Fatal(err)
 	}
-	// Host a's public log records the grant and the reads made with it.
-	entries := g.logEntries(t, "a")
-	grants, reads := 0, 0
-	for _, e := range entries {
-		switch ev := e.Event.(type) {
-		case ledger.GrantPresented:
-			grants++
-		case ledger.ObjectRead:
-			if ev.Grant != ([16]byte{}) {
-				reads++
+	// Host a's public log records the grant and the reads made with it
+	// (once a checkpoint covers them: one is published every second).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		grants, reads := 0, 0
+		for _, e := range g.logEntries(t, "a") {
+			switch ev := e.Event.(type) {
+			case ledger.GrantPresented:
+				grants++
+			case ledger.ObjectRead:
+				if ev.Grant != ([16]byte{}) {
+					reads++
+				}
 			}
 		}
-	}
-	if grants != 1 || reads == 0 {
-		t.Fatalf("host a logged %d grants and %d reads under a grant, want 1 and some", grants, reads)
+		if grants == 1 && reads > 0 {
+			break
+		}
+		if grants > 1 || time.Now().After(deadline) {
+			t.Fatalf("host a logged %d grants and %d reads under a grant, want 1 and some", grants, reads)
+		}
 	}
 	// An auditor with the grant and the identity file checks a and b.
 	auditor := g.p("auditor")
