@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,10 +13,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/embassy-project/embassy/internal/hostnode"
+	"github.com/embassy-project/embassy/internal/shardstore"
+	s3store "github.com/embassy-project/embassy/internal/shardstore/s3"
 )
 
 const hostUsage = `usage:
-  embassy host init --dir DIR --name NAME --listen HOST:PORT [--url URL]
+  embassy host init --dir DIR --name NAME --listen HOST:PORT [--url URL] [--store s3://BUCKET[/PREFIX]?endpoint=…]
   embassy host guest add --dir DIR --identity GUEST.pub --quota SIZE
   embassy host peer add --dir DIR [--witness-threshold W] DESCRIPTOR ...
   embassy host serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT]
@@ -52,13 +55,19 @@ func (e *env) hostInit(args []string) error {
 	name := fs.String("name", "", "host name (lower-case letters, digits, . _ -)")
 	listen := fs.String("listen", "", "HOST:PORT to listen on")
 	url := fs.String("url", "", "https URL guests use (default https://LISTEN)")
+	store := fs.String("store", "", "s3://BUCKET[/PREFIX]?endpoint=…&region=… to keep shards in an S3 bucket with Object Lock (default: DIR/store)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" || *name == "" || *listen == "" {
-		return usageErr("usage: embassy host init --dir DIR --name NAME --listen HOST:PORT [--url URL]")
+		return usageErr("usage: embassy host init --dir DIR --name NAME --listen HOST:PORT [--url URL] [--store s3://…]")
 	}
-	d, err := hostnode.Init(*dir, hostnode.InitOptions{Name: *name, Listen: *listen, URL: *url, Now: time.Now()})
+	if *store != "" {
+		if _, err := s3store.ParseURL(*store); err != nil {
+			return usageErr("--store: %v", err)
+		}
+	}
+	d, err := hostnode.Init(*dir, hostnode.InitOptions{Name: *name, Listen: *listen, URL: *url, Store: *store, Now: time.Now()})
 	if err != nil {
 		return err
 	}
@@ -161,7 +170,7 @@ func (e *env) hostServe(args []string) error {
 	// tessera logs through klog's process-wide logger; route it into the
 	// host's structured log (once per process: klog's setter is global).
 	klog.SetSlogLogger(logger.With("component", "tessera"))
-	s, err := hostnode.Open(e.ctx, *dir, hostnode.Options{Logger: logger, MetricsListen: *metrics})
+	s, err := hostnode.Open(e.ctx, *dir, hostnode.Options{Logger: logger, MetricsListen: *metrics, OpenStore: openS3Store})
 	if err != nil {
 		return err
 	}
@@ -170,6 +179,30 @@ func (e *env) hostServe(args []string) error {
 		return err
 	}
 	return s.Serve(e.ctx)
+}
+
+// S3DefaultRetention is how long a host node on S3 locks an object whose
+// writer sent no retain-until (a guest with retention_days 0): Object Lock in
+// compliance mode needs a date.
+const S3DefaultRetention = 24 * time.Hour
+
+// openS3Store opens one guest's part of an S3 bucket: PREFIX/GUEST-ID.
+// Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the file
+// named by EMBASSY_S3_CREDENTIALS_FILE, never from flags or host.json.
+func openS3Store(ctx context.Context, url, guest string) (shardstore.Store, error) {
+	loc, err := s3store.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if loc.Prefix != "" {
+		loc.Prefix += "/"
+	}
+	loc.Prefix += guest
+	creds, err := s3store.CredentialsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return s3store.Open(ctx, s3store.Config{URL: loc.String(), Credentials: creds, DefaultRetention: S3DefaultRetention})
 }
 
 func (e *env) hostFsck(args []string) error {

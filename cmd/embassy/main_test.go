@@ -101,8 +101,9 @@ type checkJSON struct {
 	Healthy    bool `json:"healthy"`
 	Restorable bool `json:"restorable"`
 	Hosts      []struct {
-		Name  string `json:"name"`
-		Proof *struct {
+		Name      string `json:"name"`
+		Retention string `json:"retention"`
+		Proof     *struct {
 			Items, OK, Missing, Bad int
 		} `json:"proof"`
 		Log *struct {

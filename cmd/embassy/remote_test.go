@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 type hostProc struct {
 	name, dir, addr string
 	args            []string // default: host serve --dir DIR
+	env             []string // extra environment (S3 credentials)
 	cmd             *exec.Cmd
 	log             *os.File
 }
@@ -44,7 +45,7 @@ func (h *hostProc) start(t *testing.T) {
 		args = []string{"host", "serve", "--dir", h.dir}
 	}
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "EMBASSY_TEST_AS_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "EMBASSY_TEST_AS_MAIN=1"), h.env...)
 	f, err := os.OpenFile(h.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -128,18 +129,30 @@ func freePort(t *testing.T) string {
 
 func newRemoteGuest(t *testing.T, datasets ...string) *remoteGuest {
 	t.Helper()
+	return newRemoteGuestWith(t, remoteOptions{}, datasets...)
+}
+
+// remoteOptions vary the hosts and HOME of a remote guest.
+type remoteOptions struct {
+	hostArgs  map[string][]string // extra `host init` flags per host
+	hostEnv   map[string][]string // extra environment per host process
+	guestArgs []string            // extra `init` flags
+}
+
+func newRemoteGuestWith(t *testing.T, o remoteOptions, datasets ...string) *remoteGuest {
+	t.Helper()
 	g := &remoteGuest{testGuest: &testGuest{dir: t.TempDir()}, hosts: map[string]*hostProc{}}
 	g.home, g.shares = g.p("home"), g.p("shares")
 	names := []string{"a", "b", "c"}
 	for _, n := range names {
-		h := &hostProc{name: n, dir: g.p("hosts", n), addr: freePort(t)}
-		mustRun(t, "host", "init", "--dir", h.dir, "--name", n, "--listen", h.addr)
+		h := &hostProc{name: n, dir: g.p("hosts", n), addr: freePort(t), env: o.hostEnv[n]}
+		mustRun(t, append([]string{"host", "init", "--dir", h.dir, "--name", n, "--listen", h.addr}, o.hostArgs[n]...)...)
 		g.hosts[n] = h
 	}
 	for _, c := range custodianNames {
 		mustRun(t, "custodian", "keygen", "--name", c, "--out", g.p("custodians", c+".key"))
 	}
-	args := []string{"init", "--home", g.home, "--data-shards", "2", "--threshold", "3", "--shares", g.shares}
+	args := append([]string{"init", "--home", g.home, "--data-shards", "2", "--threshold", "3", "--shares", g.shares}, o.guestArgs...)
 	for _, n := range names {
 		args = append(args, "--host", n+"="+g.desc(n))
 	}

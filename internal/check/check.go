@@ -237,14 +237,14 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 						err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
 					}
 					got[i] = fetched{data: b, err: err}
-					return
+				} else {
+					size, err := h.Store.Stat(ctx, shardstore.KindShard, addr)
+					if err == nil && uint64(size) != pp.ref.ShardSize {
+						err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
+					}
+					got[i] = fetched{err: err}
 				}
-				size, err := h.Store.Stat(ctx, shardstore.KindShard, addr)
-				if err == nil && uint64(size) != pp.ref.ShardSize {
-					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
-				}
-				got[i] = fetched{err: err}
-				if r, ok := h.Store.(retentionOf); ok && err == nil && o.Audit.Retention > 0 {
+				if r, ok := h.Store.(retentionOf); ok && got[i].err == nil && o.Audit.Retention > 0 {
 					until, rerr := r.RetainUntilOf(ctx, shardstore.KindShard, addr)
 					switch {
 					case errors.Is(rerr, transport.ErrNoRetention):

@@ -22,6 +22,7 @@ type InitOptions struct {
 	Name   string
 	Listen string // host:port to bind
 	URL    string // https URL guests use; default https://LISTEN
+	Store  string // "" for DIR/store, or an s3:// URL (Config.Store)
 	Now    time.Time
 }
 
@@ -98,7 +99,7 @@ func Init(dir string, o InitOptions) (*transport.Descriptor, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("descriptor: %w", err)
 	}
-	cfg := &Config{Version: ConfigVersion, Name: o.Name, Listen: o.Listen, URL: o.URL,
+	cfg := &Config{Version: ConfigVersion, Name: o.Name, Listen: o.Listen, URL: o.URL, Store: o.Store,
 		MaxObjectBytes: DefaultMaxObjectBytes, Guests: []Guest{}, Peers: []string{}, ClockSkewSeconds: 300}
 	if err := SaveConfig(dir, cfg); err != nil {
 		return nil, err

@@ -353,7 +353,9 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 	}
 	if _, err := t.store.Stat(r.Context(), kind, id); err == nil {
 		if rt != nil && !until.IsZero() {
-			if err := rt.Retain(r.Context(), kind, id, until); err != nil {
+			// PutRetained on a stored object extends its retention (and
+			// stores our bytes beside anything planted under its key).
+			if err := rt.PutRetained(r.Context(), kind, id, data, until); err != nil {
 				s.log.Error("extend retention", "guest", t.id.String(), "id", id.String(), "err", err)
 				httpError(w, http.StatusInternalServerError, "extend retention failed; retry")
 				return

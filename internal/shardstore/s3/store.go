@@ -27,12 +27,19 @@ const (
 	PartSize = 16 << 20
 	// partConcurrency is how many parts are in flight at once.
 	partConcurrency = 4
+	// maxPins bounds the pin cache (≈ 250 bytes an entry). Past it the
+	// cache is emptied: a pin is only an optimisation, recomputed from the
+	// version listing on the next use.
+	maxPins = 1 << 18
 	// maxAttempts is the SDK retryer's attempt limit per request.
 	maxAttempts = 5
 	// abortTimeout bounds the clean-up of a failed multipart upload, which
 	// runs even when the caller's context is cancelled.
 	abortTimeout = 30 * time.Second
 )
+
+// maxBackoff caps the retryer's delay between attempts (tests shorten it).
+var maxBackoff = retry.DefaultMaxBackoff
 
 // Store is a shardstore.Store on an S3 bucket with Object Lock. It is safe for
 // concurrent use, also by several processes on the same bucket and prefix.
@@ -42,8 +49,10 @@ type Store struct {
 	retention time.Duration
 	now       func() time.Time
 
-	// pins caches each key's canonical version (key → pin).
-	pins sync.Map
+	// pins caches each key's canonical version (key → pin); npins counts
+	// its entries roughly, to bound it.
+	pins  sync.Map
+	npins atomic.Int64
 	// noConditional is set once the server has answered an If-None-Match
 	// write with 501 Not Implemented; Put then checks before it writes.
 	noConditional atomic.Bool
@@ -88,7 +97,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				Source:          "embassy",
 			}, nil
 		}),
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = maxAttempts }),
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = maxAttempts
+			o.MaxBackoff = maxBackoff
+		}),
 		// Every write carries its own SHA-256 checksum; no CRC trailers on top.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
@@ -310,7 +322,7 @@ func (s *Store) create(ctx context.Context, key string, data []byte, until time.
 // created caches the version a successful write made.
 func (s *Store) created(key, versionID string, size int64, until time.Time) {
 	if versionID != "" && versionID != "null" {
-		s.pins.Store(key, pin{versionID: versionID, size: size, retained: until})
+		s.storePin(key, pin{versionID: versionID, size: size, retained: until})
 	}
 }
 
@@ -435,7 +447,9 @@ func (s *Store) get(ctx context.Context, kind shardstore.Kind, id shardstore.ID)
 		case err == nil || errors.Is(err, shardstore.ErrNotFound):
 			// The pinned version is damaged or gone (a server that does
 			// not honour the lock): pin again.
-			s.pins.Delete(key)
+			if _, loaded := s.pins.LoadAndDelete(key); loaded {
+				s.npins.Add(-1)
+			}
 		default:
 			return nil, err
 		}
@@ -565,6 +579,13 @@ func parseKey(rest string) (shardstore.ID, bool) {
 	}
 	id, err := shardstore.ParseID(name)
 	return id, err == nil
+}
+
+func (s *Store) storePin(key string, p pin) {
+	if _, loaded := s.pins.Swap(key, p); !loaded && s.npins.Add(1) > maxPins {
+		s.pins.Clear()
+		s.npins.Store(0)
+	}
 }
 
 func (s *Store) cached(key string) (pin, bool) {
