@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +28,22 @@ func TestHostOnS3(t *testing.T) {
 		guestArgs: []string{"--retention-days", "1"},
 	}, "registry")
 	g.backupSample(t, 61)
-	src := g.backupSample(t, 62) // reuses packs: their retention is extended
+	// The guest now asks for two days: the second backup reuses most packs,
+	// and must extend their retention before publishing its snapshot, or
+	// check (which audits against two days) reports them as retention-short.
+	cfgPath := filepath.Join(g.home, "config.json")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "\"retention_days\": 1\n") {
+		t.Fatal("HOME config has no one-day retention")
+	}
+	cfg = []byte(strings.Replace(string(cfg), "\"retention_days\": 1\n", "\"retention_days\": 2\n", 1))
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := g.backupSample(t, 62)
 	rep := g.waitWitnessed(t, "--read-data")
 	for _, h := range rep.Hosts {
 		want := "none"
@@ -70,5 +86,4 @@ func TestHostOnS3(t *testing.T) {
 	}
 	g.hosts["a"].stop(t)
 	g.restoreWithGrant(t, src, "a", "b", "c")
-	_ = filepath.Join
 }
