@@ -1019,10 +1019,13 @@ type retainer interface {
 	Retain(ctx context.Context, objs []transport.Object, until time.Time) error
 }
 
-// extendRetention asks every host node to keep the shards of the packs the
-// snapshot reuses as long as the new ones (which got the retain-until with
-// their PUT), before the envelope is published: dedup must never let data
-// a live snapshot needs expire.
+// extendRetention asks every host node to keep the shards of every pack the
+// snapshot references until RetainUntil(snapshot time, d), before the
+// envelope is published: dedup must never let data a live snapshot needs
+// expire. New packs got a retain-until with their PUT, from their upload
+// time; they are included so that a backup that crosses a UTC midnight
+// does not leave them a day short. A shard a host lost or damaged does not
+// stop the backup (the other k shards hold; check reports it).
 func (b *backup) extendRetention(ctx context.Context, refs []snapshot.PackRef, d time.Duration, now time.Time) error {
 	if d <= 0 {
 		return nil
@@ -1035,11 +1038,10 @@ func (b *backup) extendRetention(ctx context.Context, refs []snapshot.PackRef, d
 		}
 		var objs []transport.Object
 		for _, p := range refs {
-			if _, fresh := b.newPacks[p.ID]; !fresh {
-				objs = append(objs, transport.Object{Kind: shardstore.KindShard, ID: shardstore.ID(p.Shards[i])})
-			}
+			objs = append(objs, transport.Object{Kind: shardstore.KindShard, ID: shardstore.ID(p.Shards[i])})
 		}
-		if err := r.Retain(ctx, objs, until); err != nil && !errors.Is(err, transport.ErrNoRetention) {
+		err := r.Retain(ctx, objs, until)
+		if err != nil && !errors.Is(err, transport.ErrNoRetention) && !errors.Is(err, shardstore.ErrNotFound) {
 			return fmt.Errorf("host %s: %w", x.Name, err)
 		}
 	}

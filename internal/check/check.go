@@ -185,6 +185,10 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		}
 		return dr, nil
 	}
+	var latestTime int64 // the newest snapshot's time
+	if l := view.Latest(); l != nil {
+		latestTime = l.Env.Time
+	}
 	packs := map[[16]byte]*packPlace{}
 	for _, s := range view.Snapshots {
 		for _, p := range s.Env.Packs {
@@ -212,11 +216,12 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		// Fetch (or stat) the pack's shards from all hosts at once: remote
 		// hosts log each read, which costs a durable log append each.
 		type fetched struct {
-			data  []byte
-			err   error
-			skip  bool
-			until time.Time // retain-until the host reports (zero: not audited)
-			noRet bool      // the host does not enforce retention
+			data    []byte
+			err     error
+			skip    bool
+			until   time.Time // retain-until the host reports
+			audited bool      // the host enforces retention and reported until
+			noRet   bool      // the host does not enforce retention
 		}
 		got := make([]fetched, pp.params.N)
 		var wg sync.WaitGroup
@@ -250,7 +255,7 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 					case errors.Is(rerr, transport.ErrNoRetention):
 						got[i].noRet = true
 					case rerr == nil:
-						got[i].until = until
+						got[i].until, got[i].audited = until, true
 					}
 				}
 			}()
@@ -303,14 +308,18 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 			switch {
 			case got[i].noRet:
 				rep.Hosts[hi].Retention = "none"
-			case !got[i].until.IsZero():
+			case got[i].audited:
 				rep.Hosts[hi].Retention = "enforced"
 			}
-			if want := transport.RetainUntil(time.Unix(0, pp.newest), o.Audit.Retention); !got[i].until.IsZero() && got[i].until.Before(want) {
+			// Only the latest snapshot's packs are held to the current
+			// retention: the agent extends exactly those at each backup,
+			// and older snapshots were written under whatever retention
+			// was in force then.
+			if want := transport.RetainUntil(time.Unix(0, latestTime), o.Audit.Retention); got[i].audited && pp.newest == latestTime && got[i].until.Before(want) {
 				idx := i
 				rep.Problems = append(rep.Problems, Problem{Severity: Damage, Kind: "retention-short", Dataset: ds.Name, Host: name,
 					Seq: pp.seq, Pack: fmt.Sprintf("%x", id), Shard: addr.String(), Index: &idx,
-					Message: fmt.Sprintf("host %s keeps shard %d of pack %x only until %s; the newest snapshot using it needs %s", name, i, id,
+					Message: fmt.Sprintf("host %s keeps shard %d of pack %x only until %s; the latest snapshot needs %s", name, i, id,
 						got[i].until.Format(time.RFC3339), want.Format(time.RFC3339))})
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/transport"
+	"github.com/embassy-project/embassy/internal/wire"
 )
 
 // maxRetention bounds a retain-until a guest may ask for.
@@ -80,6 +81,10 @@ func (s *Server) handleRetain(w http.ResponseWriter, r *http.Request, p *access.
 		}
 		objs = append(objs, obj{shardstore.Kind(k), id})
 	}
+	if err := sc.Err(); err != nil {
+		httpError(w, http.StatusBadRequest, "malformed retain list: "+err.Error())
+		return
+	}
 	setRetentionHeader(w, t)
 	rt, ok := t.store.(retainer)
 	var missing strings.Builder
@@ -91,7 +96,10 @@ func (s *Server) handleRetain(w http.ResponseWriter, r *http.Request, p *access.
 			continue
 		}
 		if err := rt.Retain(r.Context(), o.kind, o.id, until); err != nil {
-			if errors.Is(err, shardstore.ErrNotFound) {
+			if errors.Is(err, shardstore.ErrNotFound) || errors.Is(err, wire.ErrCorrupt) {
+				// Missing or damaged here: name it and go on with the rest,
+				// so one lost shard does not block every later backup (the
+				// guest's check reports it; k other shards still hold).
 				fmt.Fprintf(&missing, "%s %s\n", o.kind, o.id)
 				continue
 			}
