@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -77,14 +75,9 @@ func newCosigner(dir string, cfg *Config, ev *events, lg *slog.Logger, opt Optio
 		}})
 	}
 	if len(logs) > 0 {
-		b, err := os.ReadFile(filepath.Join(dir, witnessKeyFile))
+		keys, err := loadKey(dir, witnessKeyFile, witness.ParseKeys)
 		if err != nil {
-			return nil, fmt.Errorf("read witness key: %w", err)
-		}
-		keys, err := witness.ParseKeys(b)
-		clear(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", witnessKeyFile, err)
+			return nil, err
 		}
 		c.wit, err = witness.New(witness.Config{Dir: filepath.Join(dir, witnessDir), Keys: keys, Logs: logs,
 			Now: opt.Now, OnCosign: c.batcher.Add, Logger: lg})

@@ -34,14 +34,21 @@ type events struct {
 }
 
 func loadLogKeys(dir string) (*ledger.Keys, error) {
-	b, err := os.ReadFile(filepath.Join(dir, logKeyFile))
+	return loadKey(dir, logKeyFile, ledger.ParseKeys)
+}
+
+// loadKey reads and parses a key file of the host directory, wiping the
+// file's bytes after parsing.
+func loadKey[T any](dir, name string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
-		return nil, fmt.Errorf("read log key: %w", err)
+		return zero, fmt.Errorf("read %s: %w", name, err)
 	}
-	k, err := ledger.ParseKeys(b)
+	k, err := parse(b)
 	clear(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", logKeyFile, err)
+		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return k, nil
 }

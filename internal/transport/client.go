@@ -162,7 +162,20 @@ func (c *Client) Stat(ctx context.Context, kind shardstore.Kind, id shardstore.I
 	if err := shardstore.CheckKind(kind); err != nil {
 		return 0, err
 	}
-	var size int64
+	resp, err := c.head(ctx, kind, id)
+	if err == nil && resp.ContentLength < 0 {
+		err = fmt.Errorf("%w: no content length", ErrUnavailable)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat %s %s on %s: %w", kind, id, c.d.Name, err)
+	}
+	return resp.ContentLength, nil
+}
+
+// head sends a HEAD for an object (with retries) and returns the answer
+// (its body closed) if it is 200.
+func (c *Client) head(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (*http.Response, error) {
+	var out *http.Response
 	err := c.retry(ctx, func(ctx context.Context, _ *watchdog) (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.objectURL(kind, id), nil)
 		if err != nil {
@@ -176,16 +189,10 @@ func (c *Client) Stat(ctx context.Context, kind shardstore.Kind, id shardstore.I
 		if resp.StatusCode != http.StatusOK {
 			return statusError(resp.StatusCode, nil)
 		}
-		size = resp.ContentLength
-		if size < 0 {
-			return false, fmt.Errorf("%w: no content length", ErrUnavailable)
-		}
+		out = resp
 		return false, nil
 	}, 0)
-	if err != nil {
-		return 0, fmt.Errorf("stat %s %s on %s: %w", kind, id, c.d.Name, err)
-	}
-	return size, nil
+	return out, err
 }
 
 // List calls fn for every object of kind the host lists.

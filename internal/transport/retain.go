@@ -91,29 +91,17 @@ func (c *Client) Retain(ctx context.Context, objs []Object, until time.Time) err
 // RetainUntilOf returns until when the host's store keeps an object, or
 // ErrNoRetention if it does not enforce retention.
 func (c *Client) RetainUntilOf(ctx context.Context, kind shardstore.Kind, id shardstore.ID) (time.Time, error) {
+	resp, err := c.head(ctx, kind, id)
 	var until time.Time
-	err := c.retry(ctx, func(ctx context.Context, _ *watchdog) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.objectURL(kind, id), nil)
-		if err != nil {
-			return false, err
+	switch {
+	case err != nil:
+	case resp.Header.Get(RetentionHeader) != "enforced":
+		err = ErrNoRetention
+	default:
+		if until, err = time.Parse(time.RFC3339, resp.Header.Get(RetainUntilHeader)); err != nil {
+			err = fmt.Errorf("host sent a malformed %s", RetainUntilHeader)
 		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			return transportError(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return statusError(resp.StatusCode, nil)
-		}
-		if resp.Header.Get(RetentionHeader) != "enforced" {
-			return false, ErrNoRetention
-		}
-		until, err = time.Parse(time.RFC3339, resp.Header.Get(RetainUntilHeader))
-		if err != nil {
-			return false, fmt.Errorf("host sent a malformed %s", RetainUntilHeader)
-		}
-		return false, nil
-	}, 0)
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("retention of %s %s on %s: %w", kind, id, c.d.Name, err)
 	}
