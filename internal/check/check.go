@@ -142,6 +142,63 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
+// packsAhead is how many packs' shards are fetched ahead of the checks.
+const packsAhead = 4
+
+// fetched is one shard as a host answered for it.
+type fetched struct {
+	data    []byte
+	err     error
+	skip    bool      // not given to the auditor, or unavailable
+	until   time.Time // retain-until the host reports
+	audited bool      // the host enforces retention and reported until
+	noRet   bool      // the host does not enforce retention
+}
+
+// fetchPack reads (or stats) every shard of a pack from its host, all hosts
+// at once, and asks host nodes for the shards' retention when it is audited.
+func fetchPack(ctx context.Context, o Options, pp *packPlace, hostIdx map[string]int, down *sync.Map) []fetched {
+	got := make([]fetched, pp.params.N)
+	var wg sync.WaitGroup
+	for i := 0; i < pp.params.N; i++ {
+		hi, ok := hostIdx[pp.hosts[i]]
+		if _, isDown := down.Load(pp.hosts[i]); !ok || !o.Hosts[hi].Available() || isDown {
+			got[i].skip = true
+			continue
+		}
+		h := o.Hosts[hi]
+		addr := shardstore.ID(pp.ref.Shards[i])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if o.ReadData {
+				b, err := h.Store.Get(ctx, shardstore.KindShard, addr)
+				if err == nil && uint64(len(b)) != pp.ref.ShardSize {
+					err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
+				}
+				got[i] = fetched{data: b, err: err}
+			} else {
+				size, err := h.Store.Stat(ctx, shardstore.KindShard, addr)
+				if err == nil && uint64(size) != pp.ref.ShardSize {
+					err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
+				}
+				got[i] = fetched{err: err}
+			}
+			if r, ok := h.Store.(retentionOf); ok && got[i].err == nil && o.Audit.Retention > 0 {
+				until, rerr := r.RetainUntilOf(ctx, shardstore.KindShard, addr)
+				switch {
+				case errors.Is(rerr, transport.ErrNoRetention):
+					got[i].noRet = true
+				case rerr == nil:
+					got[i].until, got[i].audited = until, true
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return got
+}
+
 type packPlace struct {
 	ref    snapshot.PackRef
 	params erasure.Params
@@ -206,61 +263,42 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
-	for _, id := range ids {
+	// Shards are fetched (or statted) a few packs ahead of the checks, each
+	// pack from all its hosts at once: remote hosts log every read, which
+	// costs a durable log append each, so latency, not bandwidth, bounds a
+	// sequential check.
+	var down sync.Map // host names found unavailable during the check
+	fetches := make([]chan []fetched, len(ids))
+	for j := range fetches {
+		fetches[j] = make(chan []fetched, 1)
+	}
+	ahead := make(chan struct{}, packsAhead)
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	go func() {
+		for j, id := range ids {
+			select {
+			case ahead <- struct{}{}:
+			case <-fctx.Done():
+				return
+			}
+			go func() { fetches[j] <- fetchPack(fctx, o, packs[id], hostIdx, &down) }()
+		}
+	}()
+	for j, id := range ids {
 		pp := packs[id]
 		good := 0
 		var shards [][]byte
 		if o.ReadData {
 			shards = make([][]byte, pp.params.N)
 		}
-		// Fetch (or stat) the pack's shards from all hosts at once: remote
-		// hosts log each read, which costs a durable log append each.
-		type fetched struct {
-			data    []byte
-			err     error
-			skip    bool
-			until   time.Time // retain-until the host reports
-			audited bool      // the host enforces retention and reported until
-			noRet   bool      // the host does not enforce retention
+		var got []fetched
+		select {
+		case got = <-fetches[j]:
+			<-ahead
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		got := make([]fetched, pp.params.N)
-		var wg sync.WaitGroup
-		for i := 0; i < pp.params.N; i++ {
-			hi, ok := hostIdx[pp.hosts[i]]
-			if !ok || !o.Hosts[hi].Available() || !rep.Hosts[hi].Available {
-				got[i].skip = true // not given to the auditor, or unavailable
-				continue
-			}
-			h := o.Hosts[hi]
-			addr := shardstore.ID(pp.ref.Shards[i])
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if o.ReadData {
-					b, err := h.Store.Get(ctx, shardstore.KindShard, addr)
-					if err == nil && uint64(len(b)) != pp.ref.ShardSize {
-						err = fmt.Errorf("size %d, the envelope says %d", len(b), pp.ref.ShardSize)
-					}
-					got[i] = fetched{data: b, err: err}
-				} else {
-					size, err := h.Store.Stat(ctx, shardstore.KindShard, addr)
-					if err == nil && uint64(size) != pp.ref.ShardSize {
-						err = fmt.Errorf("size %d, the envelope says %d", size, pp.ref.ShardSize)
-					}
-					got[i] = fetched{err: err}
-				}
-				if r, ok := h.Store.(retentionOf); ok && got[i].err == nil && o.Audit.Retention > 0 {
-					until, rerr := r.RetainUntilOf(ctx, shardstore.KindShard, addr)
-					switch {
-					case errors.Is(rerr, transport.ErrNoRetention):
-						got[i].noRet = true
-					case rerr == nil:
-						got[i].until, got[i].audited = until, true
-					}
-				}
-			}()
-		}
-		wg.Wait()
 		for i := 0; i < pp.params.N; i++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -280,6 +318,7 @@ func checkDataset(ctx context.Context, o Options, ds *guest.Dataset, served []ca
 			if errors.Is(err, transport.ErrUnavailable) {
 				// The host stopped answering during the check: one warning
 				// for the host, not damage per shard.
+				down.Store(name, true)
 				rep.Hosts[hi].Shards--
 				if rep.Hosts[hi].Available {
 					rep.Hosts[hi].Available = false
