@@ -230,21 +230,42 @@ func GetPack(ctx context.Context, pl *Placement, p erasure.Params, addrs []shard
 	shards := make([][]byte, p.N)
 	var problems []ShardProblem
 	good := 0
-	for i := 0; i < p.N && good < p.K; i++ {
-		h := pl.Hosts[i]
-		if h == nil {
-			continue
-		}
-		b, err := h.Store.Get(ctx, shardstore.KindShard, addrs[i])
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, problems, ctx.Err()
+	// Ask for k shards at once (data shards first, which makes decoding a
+	// copy), and for replacements only when some fail: a host node's read
+	// waits for a durable log append, so fetching one by one would add
+	// those latencies up.
+	next := 0
+	for good < p.K && next < p.N {
+		var batch []int
+		for ; next < p.N && len(batch) < p.K-good; next++ {
+			if pl.Hosts[next] != nil {
+				batch = append(batch, next)
 			}
-			problems = append(problems, ShardProblem{Host: pl.Names[i], Index: i, Addr: addrs[i], Err: err})
-			continue
 		}
-		shards[i] = b
-		good++
+		if len(batch) == 0 {
+			break
+		}
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for j, i := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				shards[i], errs[j] = pl.Hosts[i].Store.Get(ctx, shardstore.KindShard, addrs[i])
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil, problems, ctx.Err()
+		}
+		for j, i := range batch {
+			if errs[j] != nil {
+				shards[i] = nil
+				problems = append(problems, ShardProblem{Host: pl.Names[i], Index: i, Addr: addrs[i], Err: errs[j]})
+				continue
+			}
+			good++
+		}
 	}
 	if good < p.K {
 		var missing []string
