@@ -474,8 +474,13 @@ func TestHandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *vp != *p {
+			a, b := *vp, *p
+			a.agent, b.agent = nil, nil
+			if a != b {
 				t.Fatalf("PeerFrom %+v, Verify %+v", p, vp)
+			}
+			if c.name == "agent" && !p.SignedBy(f.agent.Public()) {
+				t.Fatal("SignedBy does not recognise the agent key")
 			}
 			if p.Role == Reader && (p.Dataset != "records" || p.GrantID == [16]byte{} || p.Guest != g) {
 				t.Fatalf("reader peer %+v", p)
@@ -868,5 +873,28 @@ func TestErrorsHoldNoKeys(t *testing.T) {
 				t.Fatalf("error quotes key bytes: %s", msg)
 			}
 		}
+	}
+}
+
+func TestVerifyWriters(t *testing.T) {
+	f := loadFixture(t)
+	g := f.id.Guest
+	t0 := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	writer, err := sig.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustAgentCert(t, writer, g, t0, time.Hour)
+	guests := f.guests
+	if _, err := Verify(c.Certificate, guests, t0, 0); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("a writer the host does not know: %v", err)
+	}
+	writers := func(id guest.ID) []sig.PublicKey { return []sig.PublicKey{writer.Public()} }
+	p, err := VerifyWriters(c.Certificate, guests, writers, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.SignedBy(writer.Public()) || p.SignedBy(f.agent.Public()) {
+		t.Fatal("SignedBy does not tell which writer signed")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/sig"
 	"github.com/embassy-project/embassy/internal/wire"
 )
 
@@ -75,7 +76,23 @@ type Peer struct {
 	GrantID     [16]byte  // grant ID (Reader)
 	Dataset     string    // the dataset whose custodians signed the grant (Reader); the grant covers the guest's whole store
 	NotAfter    time.Time // end of the credential's window; a host SHOULD close connections that outlive it
+
+	agent *AgentCredential // the agent credential (Agent)
 }
+
+// SignedBy reports whether the peer's agent credential is signed by k. A
+// host uses it to tell which writer key an agent holds (the guest's home
+// agent key, or the writer an activation order named).
+func (p *Peer) SignedBy(k sig.PublicKey) bool {
+	if p.agent == nil || k.IsZero() {
+		return false
+	}
+	return k.Verify(AgentDomain, p.agent.Body(), p.agent.Signature) == nil
+}
+
+// Writers returns, for a guest, the keys besides its identity's agent key
+// that may sign agent credentials (the writers governance orders named).
+type Writers func(guest.ID) []sig.PublicKey
 
 // Verify decides whether the client that presented rawCerts (the DER
 // certificates of a TLS handshake, leaf first) may talk to this host, which
@@ -84,6 +101,12 @@ type Peer struct {
 // It does no I/O. The rules are those of docs/spec/access.md; every error
 // wraps one of the Err values above and never quotes key material.
 func Verify(rawCerts [][]byte, guests func(guest.ID) *guest.Identity, now time.Time, skew time.Duration) (*Peer, error) {
+	return VerifyWriters(rawCerts, guests, nil, now, skew)
+}
+
+// VerifyWriters is Verify that also accepts agent credentials signed by one
+// of writers(guest) (nil: none).
+func VerifyWriters(rawCerts [][]byte, guests func(guest.ID) *guest.Identity, writers Writers, now time.Time, skew time.Duration) (*Peer, error) {
 	if skew < 0 || skew > MaxSkew {
 		return nil, fmt.Errorf("verify client: clock skew allowance %v outside 0 to %v", skew, MaxSkew)
 	}
@@ -113,7 +136,16 @@ func Verify(rawCerts [][]byte, guests func(guest.ID) *guest.Identity, now time.T
 		if err := checkTime(c.NotBefore, c.NotAfter, now, skew); err != nil {
 			return nil, err
 		}
-		if err := id.Agent.Verify(AgentDomain, c.Body(), c.Signature); err != nil {
+		err := id.Agent.Verify(AgentDomain, c.Body(), c.Signature)
+		if err != nil && writers != nil {
+			for _, k := range writers(p.Guest) {
+				if k.Verify(AgentDomain, c.Body(), c.Signature) == nil {
+					err = nil
+					break
+				}
+			}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%w: agent credential for guest %s is not signed by its agent key %s: %w", ErrBadSignature, p.Guest, id.Agent.Fingerprint(), err)
 		}
 	case *Grant:
@@ -173,7 +205,7 @@ func decode(cert *x509.Certificate) (*Peer, any, error) {
 	var credKey ed25519.PublicKey
 	switch c := cred.(type) {
 	case *AgentCredential:
-		p.Guest, p.Role, p.Serial, p.NotAfter = c.Guest, Agent, c.Serial, c.NotAfter
+		p.Guest, p.Role, p.Serial, p.NotAfter, p.agent = c.Guest, Agent, c.Serial, c.NotAfter, c
 		credKey = c.Key
 	case *Grant:
 		p.Guest, p.Role, p.GrantID, p.Dataset, p.NotAfter = c.Guest, Reader, c.ID, c.Dataset, c.NotAfter
@@ -265,6 +297,12 @@ func refByFingerprint(d *guest.Dataset, fp string) *guest.CustodianRef {
 // paths. Go calls it on resumed sessions too, so a resumption is checked
 // against the current clock and guest list. A nil now means time.Now.
 func VerifyConnection(guests func(guest.ID) *guest.Identity, now func() time.Time, skew time.Duration) func(tls.ConnectionState) error {
+	return VerifyConnectionWriters(guests, nil, now, skew)
+}
+
+// VerifyConnectionWriters is VerifyConnection with VerifyWriters' extra
+// writer keys.
+func VerifyConnectionWriters(guests func(guest.ID) *guest.Identity, writers Writers, now func() time.Time, skew time.Duration) func(tls.ConnectionState) error {
 	if now == nil {
 		now = time.Now
 	}
@@ -276,7 +314,7 @@ func VerifyConnection(guests func(guest.ID) *guest.Identity, now func() time.Tim
 		for i, c := range cs.PeerCertificates {
 			raw[i] = c.Raw
 		}
-		if _, err := Verify(raw, guests, now(), skew); err != nil {
+		if _, err := VerifyWriters(raw, guests, writers, now(), skew); err != nil {
 			return fmt.Errorf("client certificate refused: %w", err)
 		}
 		return nil

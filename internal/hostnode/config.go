@@ -28,6 +28,8 @@ const (
 	tlsKeyFile     = "tls.key"
 	logKeyFile     = "log.key"
 	witnessKeyFile = "witness.key"
+	signingKeyFile = "sign.key"
+	kemKeyFile     = "kem.key"
 	guestsDir      = "guests"
 	peersDir       = "peers"
 	storeDir       = "store"

@@ -88,13 +88,19 @@ func Init(dir string, o InitOptions) (*transport.Descriptor, error) {
 	if err := atomicfile.WriteNew(filepath.Join(dir, witnessKeyFile), witPriv.Marshal(), 0o600); err != nil {
 		return nil, err
 	}
+	signPub, kemPub, err := generateHostKeys(dir)
+	if err != nil {
+		return nil, err
+	}
 	d := &transport.Descriptor{
-		Version: transport.DescriptorVersion,
-		Name:    o.Name,
-		URL:     o.URL,
-		TLS:     fp,
-		Log:     transport.KeySet{Origin: LogOrigin(o.Name), Keys: logPub},
-		Witness: transport.KeySet{Origin: WitnessName(o.Name), Keys: witPub.Verifiers()},
+		Version:    transport.DescriptorVersion,
+		Name:       o.Name,
+		URL:        o.URL,
+		TLS:        fp,
+		Log:        transport.KeySet{Origin: LogOrigin(o.Name), Keys: logPub},
+		Witness:    transport.KeySet{Origin: WitnessName(o.Name), Keys: witPub.Verifiers()},
+		SigningKey: signPub,
+		KEMKey:     kemPub,
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("descriptor: %w", err)

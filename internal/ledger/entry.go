@@ -32,6 +32,15 @@ const (
 	TypeGrantPresented Type = 4
 	TypeProofAnswered  Type = 5
 	TypeCosigned       Type = 6
+	// Governance (docs/spec/order.md, docs/spec/governance-state.md).
+	TypeOrderLogged      Type = 7
+	TypeOrderRefused     Type = 8
+	TypeOrderCarriedOut  Type = 9
+	TypeAgreementAdopted Type = 10
+	TypeArmed            Type = 11
+	TypeDisarmed         Type = 12
+	TypeWriteFenced      Type = 13
+	TypeShareReleased    Type = 14
 )
 
 func (t Type) String() string {
@@ -48,6 +57,22 @@ func (t Type) String() string {
 		return "proof-answered"
 	case TypeCosigned:
 		return "cosigned"
+	case TypeOrderLogged:
+		return "order-logged"
+	case TypeOrderRefused:
+		return "order-refused"
+	case TypeOrderCarriedOut:
+		return "order-carried-out"
+	case TypeAgreementAdopted:
+		return "agreement-adopted"
+	case TypeArmed:
+		return "armed"
+	case TypeDisarmed:
+		return "disarmed"
+	case TypeWriteFenced:
+		return "write-fenced"
+	case TypeShareReleased:
+		return "share-released"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -387,7 +412,11 @@ func ParseEntry(b []byte) (Entry, error) {
 		}
 		e.Event = ev
 	default:
-		r.Failf("unknown event type %d", t)
+		ev, ok := parseGovEvent(t, r)
+		if !ok {
+			r.Failf("unknown event type %d", t)
+		}
+		e.Event = ev
 	}
 	if err := r.Done(); err != nil {
 		return Entry{}, err

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"crypto/hpke"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -8,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/embassy-project/embassy/internal/sig"
 	"github.com/embassy-project/embassy/internal/wire"
 )
 
@@ -27,6 +30,13 @@ type Descriptor struct {
 	TLS     string `json:"tls_fingerprint"` // "sha256:" + hex SHA-256 of the server's SubjectPublicKeyInfo
 	Log     KeySet `json:"log"`
 	Witness KeySet `json:"witness"`
+	// SigningKey is base64 (standard) of the host's hybrid signing public
+	// key (sig.PublicKey): it acknowledges agreements. Empty for a witness
+	// that is not a host, and for descriptors written before agreements.
+	SigningKey string `json:"signing_key,omitempty"`
+	// KEMKey is base64 (standard) of the host's ML-KEM-768+X25519 public
+	// key: custodians re-wrap key shares to it on activation.
+	KEMKey string `json:"kem_key,omitempty"`
 }
 
 // KeySet names a signer and its note verifier keys (signed-note vkey strings).
@@ -92,7 +102,51 @@ func (d *Descriptor) Validate() error {
 			return errors.New("a key is not a signed-note verifier key")
 		}
 	}
+	if d.SigningKey != "" {
+		b, err := base64.StdEncoding.DecodeString(d.SigningKey)
+		if err != nil {
+			return errors.New("signing_key: not base64")
+		}
+		if _, err := sig.ParsePublicKey(b); err != nil {
+			return fmt.Errorf("signing_key: %v", err)
+		}
+	}
+	if d.KEMKey != "" {
+		b, err := base64.StdEncoding.DecodeString(d.KEMKey)
+		if err != nil {
+			return errors.New("kem_key: not base64")
+		}
+		if _, err := hpke.MLKEM768X25519().NewPublicKey(b); err != nil {
+			return fmt.Errorf("kem_key: %v", err)
+		}
+	}
 	return nil
+}
+
+// Signing returns the host's signing public key; an error if the
+// descriptor has none.
+func (d *Descriptor) Signing() (sig.PublicKey, error) {
+	if d.SigningKey == "" {
+		return sig.PublicKey{}, fmt.Errorf("host %s: the descriptor has no signing key (re-run embassy host init with this version)", d.Name)
+	}
+	b, err := base64.StdEncoding.DecodeString(d.SigningKey)
+	if err != nil {
+		return sig.PublicKey{}, fmt.Errorf("host %s: signing_key: not base64", d.Name)
+	}
+	return sig.ParsePublicKey(b)
+}
+
+// KEM returns the host's KEM public key; an error if the descriptor has
+// none.
+func (d *Descriptor) KEM() (hpke.PublicKey, error) {
+	if d.KEMKey == "" {
+		return nil, fmt.Errorf("host %s: the descriptor has no KEM key (re-run embassy host init with this version)", d.Name)
+	}
+	b, err := base64.StdEncoding.DecodeString(d.KEMKey)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: kem_key: not base64", d.Name)
+	}
+	return hpke.MLKEM768X25519().NewPublicKey(b)
 }
 
 // HasLog reports whether the node runs a log (hosts do; a guest's witness
