@@ -241,6 +241,11 @@ func (e *env) backup(args []string) error {
 	if err != nil {
 		return err
 	}
+	// A backup is a sign of life: hosts under an agreement count home's
+	// silence from the last heartbeat.
+	if err := h.Heartbeat(e.ctx); err != nil {
+		fmt.Fprintf(e.stderr, "embassy: warning: heartbeat: %v\n", err)
+	}
 	switch {
 	case *asJSON:
 		return e.printJSON(res)

@@ -45,6 +45,11 @@ func (e *env) host(args []string) error {
 			return usageErr(hostUsage)
 		}
 		return e.hostPeerAdd(args[2:])
+	case "agreement":
+		if len(args) < 2 || args[1] != "install" {
+			return usageErr(hostUsage)
+		}
+		return e.hostAgreementInstall(args[2:])
 	}
 	return usageErr(hostUsage)
 }

@@ -113,6 +113,16 @@ Host nodes (a host state's data centre) and witnesses:
   embassy host fsck --dir DIR
   embassy witness init|add-log|serve|use ...          the guest's own witness
   embassy grant request|sign|show ...                 custodian-signed read grants
+  embassy host agreement install --dir DIR AGREEMENT  put an agreement in force at a host
+
+Governance (docs/operator-guide.md, "Governance"):
+  embassy agreement init|validate|sign|ack|verify|show ...   the agreement as code
+  embassy agreement use --home HOME AGREEMENT         HOME follows the agreement
+  embassy order draft|sign|show|verify|submit ...     quorum-signed orders
+  embassy share release ...                           re-wrap a key share to an activated host
+  embassy share submit --agreement A RELEASE ...      send released shares to that host
+  embassy writer keygen --out FILE                    a writer key an activation names
+  embassy heartbeat --home HOME                       tell the hosts home is alive
   (check and restore take --grant GRANT to read remote hosts without HOME)
 
 Keys are always read from files, never from arguments. --json prints one JSON
@@ -159,10 +169,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "restore":
 		return e.restore(args[1:])
 	case "share":
+		if len(args) >= 2 && args[1] == "release" {
+			return e.shareRelease(args[2:])
+		}
+		if len(args) >= 2 && args[1] == "submit" {
+			return e.shareSubmit(args[2:])
+		}
 		if len(args) < 2 || args[1] != "inspect" {
-			return usageErr("usage: embassy share inspect FILE ...")
+			return usageErr("usage: embassy share inspect|release ...")
 		}
 		return e.shareInspect(args[2:])
+	case "agreement":
+		if len(args) >= 2 && args[1] == "use" {
+			return e.agreementUse(args[2:])
+		}
+		return e.agreement(args[1:])
+	case "order":
+		return e.order(args[1:])
+	case "heartbeat":
+		return e.heartbeat(args[1:])
+	case "writer":
+		if len(args) < 2 || args[1] != "keygen" {
+			return usageErr("usage: embassy writer keygen --out FILE")
+		}
+		return e.writerKeygen(args[2:])
 	case "demo":
 		return e.demo(args[1:])
 	case "host":

@@ -191,6 +191,9 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.PrepareWrite(ctx, opts.Dataset); err != nil {
+		return nil, err
+	}
 	hs, err := hosts.Open(h.Config.Hosts, hosts.Options{Connect: h.Connect})
 	if err != nil {
 		return nil, err

@@ -32,5 +32,8 @@ func (h *Home) Connect(d *transport.Descriptor) (shardstore.Store, error) {
 	}
 	c := transport.NewClient(d, h.Identity.Guest, ac.cert)
 	c.Retention = h.Config.Retention()
+	h.fence.mu.Lock()
+	c.Dataset, c.Epoch = h.fence.dataset, h.fence.epoch
+	h.fence.mu.Unlock()
 	return c, nil
 }

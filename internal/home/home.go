@@ -72,7 +72,8 @@ type Home struct {
 	Agent    *sig.PrivateKey
 	Identity *guest.Identity
 
-	cert agentCert // made on first use by Connect
+	cert  agentCert // made on first use by Connect
+	fence fence     // set by PrepareWrite
 }
 
 // ErrNotHome is returned when a directory holds no embassy HOME.

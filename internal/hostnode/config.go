@@ -63,6 +63,9 @@ type Config struct {
 	// min(2, peers). It never blocks the log: checkpoints that do not reach
 	// it stay uncosigned and auditors report them as unwitnessed.
 	WitnessThreshold int `json:"witness_threshold"`
+	// NotifyURL, when set, receives a JSON POST for every governance event
+	// (armed, disarmed, …) besides the log entry.
+	NotifyURL string `json:"notify_url,omitempty"`
 	// ClockSkewSeconds is the tolerance for credential validity windows.
 	ClockSkewSeconds int `json:"clock_skew_seconds"`
 }

@@ -40,6 +40,8 @@ type cosigner struct {
 	// witnessed is the largest own size any peer cosigned.
 	witnessed uint64
 	warned    uint64 // the checkpoint size last warned about
+	// kick asks run for a round now (an order waits for cosigning).
+	kick chan struct{}
 }
 
 // peerWitness is a peer's witness this host submits its checkpoints to.
@@ -60,19 +62,13 @@ func newCosigner(dir string, cfg *Config, ev *events, lg *slog.Logger, opt Optio
 		th = min(2, len(peers))
 	}
 	c := &cosigner{events: ev, batcher: witness.NewBatcher(opt.CosignInterval), interval: opt.CosignInterval, threshold: th,
-		now: opt.Now, log: lg, metrics: m, batchIdx: map[uint64]bool{}}
+		now: opt.Now, log: lg, metrics: m, batchIdx: map[uint64]bool{}, kick: make(chan struct{}, 1)}
 	var logs []witness.Log
 	for _, d := range peers {
 		if d.HasLog() {
 			logs = append(logs, witness.Log{Origin: d.Log.Origin, Verifiers: d.Log.Keys})
 		}
-		c.peers = append(c.peers, &peerWitness{d: d, hc: &http.Client{
-			Transport: &http.Transport{TLSClientConfig: &tls.Config{
-				MinVersion:         tls.VersionTLS13,
-				InsecureSkipVerify: true, // replaced by the pin check
-				VerifyConnection:   access.PinnedServer(d.TLS),
-			}},
-		}})
+		c.peers = append(c.peers, &peerWitness{d: d, hc: pinnedClient(d)})
 	}
 	if len(logs) > 0 {
 		keys, err := loadKey(dir, witnessKeyFile, witness.ParseKeys)
@@ -111,8 +107,45 @@ func (c *cosigner) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-c.kick:
 		}
 	}
+}
+
+// awaitCosigned waits until a checkpoint of at least size entries is
+// cosigned by the threshold, asking for rounds meanwhile.
+func (c *cosigner) awaitCosigned(ctx context.Context, size uint64) error {
+	if len(c.peers) == 0 || c.threshold == 0 {
+		return errors.New("this host has no witnesses configured")
+	}
+	for {
+		c.mu.Lock()
+		done := c.witnessed >= size
+		c.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// clientFor returns the pinned HTTP client for a peer (or a new one for a
+// descriptor that is not a peer).
+func (c *cosigner) clientFor(d *transport.Descriptor) *http.Client {
+	for _, p := range c.peers {
+		if p.d.Name == d.Name && p.d.TLS == d.TLS {
+			return p.hc
+		}
+	}
+	return pinnedClient(d)
 }
 
 // round reports whether the newest checkpoint is cosigned by the threshold
@@ -227,4 +260,17 @@ func (c *cosigner) submit(ctx context.Context) bool {
 
 func asConflict(err error, target **witness.ConflictError) bool {
 	return errors.As(err, target)
+}
+
+// pinnedClient is an HTTP client that talks only to the host whose TLS key
+// d pins, with no client certificate.
+func pinnedClient(d *transport.Descriptor) *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS13,
+			InsecureSkipVerify: true, // replaced by the pin check
+			VerifyConnection:   access.PinnedServer(d.TLS),
+		}},
+	}
 }

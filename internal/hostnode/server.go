@@ -2,6 +2,7 @@ package hostnode
 
 import (
 	"context"
+	"crypto/hpke"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -45,6 +46,14 @@ type Options struct {
 	MetricsListen string
 	// OpenStore opens a guest's store when the configuration names a URL.
 	OpenStore StoreOpener
+	// OrderTimeout bounds how long an order waits for a cosigned checkpoint
+	// covering it before the submission is answered "not carried out yet".
+	OrderTimeout time.Duration
+	// GovernanceInterval is how often activation thresholds are checked;
+	// SyncInterval how often the other hosts' logs are read for missed
+	// orders.
+	GovernanceInterval time.Duration
+	SyncInterval       time.Duration
 }
 
 func (o *Options) defaults() {
@@ -69,6 +78,15 @@ func (o *Options) defaults() {
 	if o.CosignInterval == 0 {
 		o.CosignInterval = 5 * time.Second
 	}
+	if o.OrderTimeout == 0 {
+		o.OrderTimeout = 60 * time.Second
+	}
+	if o.GovernanceInterval == 0 {
+		o.GovernanceInterval = 5 * time.Second
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 10 * time.Second
+	}
 }
 
 // Server is a running host node.
@@ -82,6 +100,7 @@ type Server struct {
 	events  *events
 	metrics *metrics
 	cosign  *cosigner
+	kem     hpke.PrivateKey // nil if the host has no kem.key
 	// putSlots and getSlots bound concurrent buffered uploads and reads.
 	putSlots, getSlots chan struct{}
 
@@ -108,6 +127,9 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 	s := &Server{dir: dir, cfg: cfg, opt: opt, log: opt.Logger.With("host", cfg.Name), cert: cert,
 		tenants: map[guest.ID]*tenant{}, putSlots: make(chan struct{}, 8), getSlots: make(chan struct{}, 16)}
 	s.metrics = newMetrics()
+	if s.kem, err = loadKEM(dir); err != nil {
+		return nil, err
+	}
 	for _, g := range cfg.Guests {
 		b, err := os.ReadFile(filepath.Join(dir, guestsDir, g.ID+".pub"))
 		if err != nil {
@@ -124,6 +146,9 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("guest %s: %w", g.ID, err)
 		}
+		if t.gov, err = loadGov(dir, cfg, id, opt.Now()); err != nil {
+			return nil, fmt.Errorf("guest %s: governance: %w", g.ID, err)
+		}
 		s.tenants[id.Guest] = t
 		s.metrics.used.WithLabelValues(g.ID).Set(float64(t.used.Load()))
 	}
@@ -138,6 +163,10 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 	if err != nil {
 		s.events.close(context.Background())
 		return nil, err
+	}
+	if err := s.logAdoptions(ctx); err != nil {
+		s.events.close(context.Background())
+		return nil, fmt.Errorf("log agreement adoption: %w", err)
 	}
 	return s, nil
 }
@@ -159,6 +188,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/guests/{guest}/{kind}/{$}", s.authed(false, s.handleList))
 	mux.HandleFunc("POST /v1/guests/{guest}/proof", s.authed(false, s.handleProof))
 	mux.HandleFunc("POST /v1/guests/{guest}/retain", s.authed(true, s.handleRetain))
+	mux.HandleFunc("POST /v1/guests/{guest}/heartbeat", s.authed(true, s.handleHeartbeat))
+	mux.HandleFunc("POST /v1/guests/{guest}/orders", s.handleOrder)
+	mux.HandleFunc("GET /v1/guests/{guest}/governance", s.handleGovernance)
+	mux.HandleFunc("POST /v1/guests/{guest}/releases", s.handleRelease)
 	mux.Handle("GET /log/", http.StripPrefix("/log/", s.events.handler()))
 	mux.Handle("POST /witness/add-checkpoint", s.cosign.witnessHandler())
 	mux.Handle("GET /witness/view", s.cosign.witnessHandler())
@@ -176,7 +209,7 @@ func (s *Server) TLSConfig() *tls.Config {
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{s.cert},
 		ClientAuth:       tls.RequestClientCert,
-		VerifyConnection: access.VerifyConnection(s.lookupGuest, s.opt.Now, skew),
+		VerifyConnection: access.VerifyConnectionWriters(s.lookupGuest, s.writersFor, s.opt.Now, skew),
 		// HTTP/1.1: one object per request and connection at a time, and a
 		// refused credential surfaces to the client as a TLS alert.
 		NextProtos: []string{"http/1.1"},
@@ -238,6 +271,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	cctx, stopCosign := context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.cosign.run(cctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.govLoop(cctx) }()
 	s.log.Info("serving", "addr", s.ln.Addr().String(), "guests", len(s.tenants), "peers", len(s.cfg.Peers))
 
 	var serveErr error
@@ -319,6 +354,9 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		return
 	}
 	setRetentionHeader(w, t)
+	if !s.fence(w, r, p, t) {
+		return
+	}
 	rt, _ := t.store.(retainer)
 	n := r.ContentLength
 	switch {

@@ -29,6 +29,7 @@ type tenant struct {
 	quota    int64
 	store    shardstore.Store
 	obDir    string
+	gov      *govTenant // nil: no agreement in force
 
 	used     atomic.Int64 // bytes stored (objects only)
 	reserved atomic.Int64 // bytes of writes in flight

@@ -31,6 +31,10 @@ var (
 	// ErrRefused means the host refused the request (403): the credential does
 	// not allow it.
 	ErrRefused = errors.New("refused by host")
+	// ErrFenced means the host refused a write by the fencing rule (409,
+	// 428): the write's epoch is not the dataset's current one, or its key
+	// is not the epoch's writer, or it carried no epoch under an agreement.
+	ErrFenced = errors.New("write fenced by host")
 	// ErrQuota means the guest's quota on the host, or the host's disk, is full
 	// (507).
 	ErrQuota = errors.New("host storage full or quota exceeded")
@@ -65,6 +69,11 @@ type Client struct {
 	// (no connection, handshake or response in time): a stopped or
 	// unreachable host costs one timeout, not one per request.
 	Cooldown time.Duration
+	// Dataset and Epoch, when Dataset is set, are sent with every Put (the
+	// Embassy-Dataset and Embassy-Epoch headers): hosts under an agreement
+	// refuse writes from any other epoch or writer (docs/spec/host-api.md).
+	Dataset string
+	Epoch   uint64
 
 	downUntil atomic.Int64 // unix nanoseconds; 0 when the host is up
 	downErr   atomic.Value // error that marked the host down
@@ -130,9 +139,9 @@ func (c *Client) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID
 	if len(data) > MaxObjectSize {
 		return fmt.Errorf("put %s %s: %d bytes: %w", kind, id, len(data), ErrTooLarge)
 	}
-	var hdr http.Header
+	hdr := c.fenceHeader()
 	if c.Retention > 0 {
-		hdr = http.Header{RetainUntilHeader: {RetainUntil(time.Now(), c.Retention).Format(time.RFC3339)}}
+		hdr.Set(RetainUntilHeader, RetainUntil(time.Now(), c.Retention).Format(time.RFC3339))
 	}
 	_, err := c.doHeader(ctx, http.MethodPut, c.objectURL(kind, id), data, 0, hdr)
 	if err != nil {
@@ -429,6 +438,8 @@ func statusError(code int, msg []byte) (bool, error) {
 		return false, fmt.Errorf("%w (%d)%s", ErrRefused, code, detail)
 	case code == http.StatusInsufficientStorage:
 		return false, fmt.Errorf("%w%s", ErrQuota, detail)
+	case code == http.StatusConflict || code == http.StatusPreconditionRequired:
+		return false, fmt.Errorf("%w%s", ErrFenced, detail)
 	case code == http.StatusRequestEntityTooLarge:
 		return false, fmt.Errorf("%w%s", ErrTooLarge, detail)
 	case code == http.StatusTooManyRequests || code >= 500:
@@ -450,4 +461,70 @@ func clip(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// Fencing headers.
+const (
+	DatasetHeader = "Embassy-Dataset"
+	EpochHeader   = "Embassy-Epoch"
+)
+
+func (c *Client) fenceHeader() http.Header {
+	h := http.Header{}
+	if c.Dataset != "" {
+		h.Set(DatasetHeader, c.Dataset)
+		h.Set(EpochHeader, strconv.FormatUint(c.Epoch, 10))
+	}
+	return h
+}
+
+// Heartbeat tells the host that home is alive (the agent credential
+// authenticates it). A host with no agreement for the guest answers
+// ErrNotFound.
+func (c *Client) Heartbeat(ctx context.Context) error {
+	_, err := c.doHeader(ctx, http.MethodPost, fmt.Sprintf("%s/v1/guests/%s/heartbeat", c.d.BaseURL(), c.guest), nil, 0, c.fenceHeader())
+	if err != nil {
+		return fmt.Errorf("heartbeat to %s: %w", c.d.Name, err)
+	}
+	return nil
+}
+
+// Governance returns the host's governance status for the guest (JSON:
+// agreement version and hash, whether it has synced the orders it missed,
+// the state; docs/spec/host-api.md). A host with no agreement for the guest
+// answers ErrNotFound.
+func (c *Client) Governance(ctx context.Context) ([]byte, error) {
+	b, err := c.doHeader(ctx, http.MethodGet, fmt.Sprintf("%s/v1/guests/%s/governance", c.d.BaseURL(), c.guest), nil, 1<<20, nil)
+	if err != nil {
+		return nil, fmt.Errorf("governance of %s: %w", c.d.Name, err)
+	}
+	return b, nil
+}
+
+// SubmitOrder posts a signed order file to the host and returns its answer
+// (JSON: what was carried out). A refusal is an error carrying the host's
+// reason.
+func (c *Client) SubmitOrder(ctx context.Context, order []byte) ([]byte, error) {
+	b, err := c.doHeader(ctx, http.MethodPost, fmt.Sprintf("%s/v1/guests/%s/orders", c.d.BaseURL(), c.guest), order, 1<<20, nil)
+	if errors.Is(err, ErrFenced) {
+		// 409 here is a conflict with the host's state, not a fenced write.
+		err = fmt.Errorf("%w%s", ErrRefused, strings.TrimPrefix(err.Error(), ErrFenced.Error()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("submit order to %s: %w", c.d.Name, err)
+	}
+	return b, nil
+}
+
+// SubmitRelease posts a key-share release file (docs/spec/share-release.md)
+// to the host the activation named.
+func (c *Client) SubmitRelease(ctx context.Context, release []byte) ([]byte, error) {
+	b, err := c.doHeader(ctx, http.MethodPost, fmt.Sprintf("%s/v1/guests/%s/releases", c.d.BaseURL(), c.guest), release, 1<<20, nil)
+	if errors.Is(err, ErrFenced) {
+		err = fmt.Errorf("%w%s", ErrRefused, strings.TrimPrefix(err.Error(), ErrFenced.Error()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("submit key share release to %s: %w", c.d.Name, err)
+	}
+	return b, nil
 }

@@ -265,7 +265,8 @@ func TestClientStatus(t *testing.T) {
 		{http.StatusServiceUnavailable, ErrUnavailable, true},
 		{http.StatusGatewayTimeout, ErrUnavailable, true},
 		{http.StatusBadRequest, nil, false},
-		{http.StatusConflict, nil, false},
+		{http.StatusConflict, ErrFenced, false},
+		{http.StatusPreconditionRequired, ErrFenced, false},
 		{http.StatusNotModified, nil, false},
 	} {
 		for name, op := range ops {

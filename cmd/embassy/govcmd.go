@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/embassy-project/embassy/internal/atomicfile"
+	"github.com/embassy-project/embassy/internal/gov"
+	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/home"
+	"github.com/embassy-project/embassy/internal/hostnode"
+	"github.com/embassy-project/embassy/internal/share"
+	"github.com/embassy-project/embassy/internal/sig"
+	"github.com/embassy-project/embassy/internal/transport"
+)
+
+// orderSubmit posts a signed order to the agreement's hosts.
+func (e *env) orderSubmit(args []string) error {
+	fs := newFlags("order submit", e.stderr)
+	agreementFile := fs.String("agreement", "", "the signed agreement in force")
+	var only multiFlag
+	fs.Var(&only, "host", "submit only to this host (repeat; default: every host of the agreement)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long each host may take to log the order and get it cosigned")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *agreementFile == "" || fs.NArg() != 1 {
+		return usageErr("usage: embassy order submit --agreement AGREEMENT [--host NAME ...] ORDER")
+	}
+	ab, err := os.ReadFile(*agreementFile)
+	if err != nil {
+		return err
+	}
+	sa, err := gov.OpenAgreement(ab, nil)
+	if err != nil {
+		// An amended agreement cannot be checked alone; its text still names the hosts.
+		a, _, perr := gov.ParseAgreementFile(ab)
+		if perr != nil {
+			return fmt.Errorf("agreement: %w", err)
+		}
+		sa = &gov.SignedAgreement{Agreement: a}
+	}
+	a := sa.Agreement
+	order, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	so, err := gov.OpenOrder(order, a)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	g, err := guest.ParseID(a.Guest)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		host string
+		out  []byte
+		err  error
+	}
+	var targets []*gov.Host
+	for i := range a.Hosts {
+		h := &a.Hosts[i]
+		if len(only) == 0 || contains(only, h.Name) {
+			targets = append(targets, h)
+		}
+	}
+	if len(targets) == 0 {
+		return usageErr("no host of the agreement is named by --host")
+	}
+	res := make([]result, len(targets))
+	var wg sync.WaitGroup
+	for i, h := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := h.Descriptor
+			c := transport.NewClient(&d, g, tls.Certificate{})
+			c.Timeout, c.Retries = *timeout, 0
+			ctx, cancel := context.WithTimeout(e.ctx, *timeout+10*time.Second)
+			defer cancel()
+			out, err := c.SubmitOrder(ctx, order)
+			res[i] = result{h.Name, out, err}
+		}()
+	}
+	wg.Wait()
+	done := 0
+	var errs []error
+	for _, r := range res {
+		if r.err != nil {
+			fmt.Fprintf(e.stdout, "%s: NOT carried out: %v\n", r.host, r.err)
+			errs = append(errs, r.err)
+			continue
+		}
+		var out struct {
+			Logged uint64 `json:"logged"`
+		}
+		json.Unmarshal(r.out, &out)
+		fmt.Fprintf(e.stdout, "%s: carried out (logged at index %d, cosigned before it took effect)\n", r.host, out.Logged)
+		done++
+	}
+	fmt.Fprintf(e.stdout, "order %s (%s): carried out by %d of %d hosts\n", so.Order.IDString(), so.Order.Kind, done, len(res))
+	if done == 0 {
+		return fmt.Errorf("no host carried out the order: %w", errors.Join(errs...))
+	}
+	if len(errs) > 0 {
+		fmt.Fprintln(e.stdout, "hosts that were down read the order from the others' logs when they return")
+	}
+	return nil
+}
+
+// heartbeat tells the hosts that home is alive.
+func (e *env) heartbeat(args []string) error {
+	fs := newFlags("heartbeat", e.stderr)
+	homeDir := fs.String("home", "", "HOME directory")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *homeDir == "" || fs.NArg() != 0 {
+		return usageErr("usage: embassy heartbeat --home HOME")
+	}
+	h, err := home.Open(*homeDir)
+	if err != nil {
+		return err
+	}
+	return h.Heartbeat(e.ctx)
+}
+
+// agreementUse makes HOME follow an agreement.
+func (e *env) agreementUse(args []string) error {
+	fs := newFlags("agreement use", e.stderr)
+	homeDir := fs.String("home", "", "HOME directory")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *homeDir == "" || fs.NArg() != 1 {
+		return usageErr("usage: embassy agreement use --home HOME AGREEMENT")
+	}
+	h, err := home.Open(*homeDir)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	a, err := h.UseAgreement(b)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "HOME follows agreement v%d (%s)\n", a.Version, a.Hash())
+	return nil
+}
+
+// hostAgreementInstall puts an agreement in force at a (stopped) host.
+func (e *env) hostAgreementInstall(args []string) error {
+	fs := newFlags("host agreement install", e.stderr)
+	dir := fs.String("dir", "", "host directory")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() != 1 {
+		return usageErr("usage: embassy host agreement install --dir DIR AGREEMENT")
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	a, err := hostnode.InstallAgreement(*dir, b, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "agreement v%d (%s) in force for guest %s; peers and witness threshold %d set from it; restart the host\n", a.Version, a.Hash(), a.GuestName, a.WitnessThreshold)
+	return nil
+}
+
+// writerKeygen makes a writer key an activation order can name: FILE holds
+// the secret (0600), FILE.pub the public key in base64.
+func (e *env) writerKeygen(args []string) error {
+	fs := newFlags("writer keygen", e.stderr)
+	out := fs.String("out", "", "secret key file to write; FILE.pub gets the public key")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return usageErr("usage: embassy writer keygen --out FILE")
+	}
+	k, err := sig.Generate()
+	if err != nil {
+		return err
+	}
+	seed := k.Bytes()
+	defer clear(seed)
+	if err := atomicfile.WriteNew(*out, []byte(base64.StdEncoding.EncodeToString(seed)+"\n"), 0o600); err != nil {
+		return err
+	}
+	pub := base64.StdEncoding.EncodeToString(k.Public().Bytes())
+	if err := atomicfile.WriteNew(*out+".pub", []byte(pub+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "writer key %s written to %s (public key in %s.pub)\n", k.Public().Fingerprint(), *out, *out)
+	return nil
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// shareSubmit sends release files to the host they are sealed to.
+func (e *env) shareSubmit(args []string) error {
+	fs := newFlags("share submit", e.stderr)
+	agreementFile := fs.String("agreement", "", "the signed agreement in force (names the host's address and key)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *agreementFile == "" || fs.NArg() == 0 {
+		return usageErr("usage: embassy share submit --agreement AGREEMENT RELEASE ...")
+	}
+	ab, err := os.ReadFile(*agreementFile)
+	if err != nil {
+		return err
+	}
+	a, _, err := gov.ParseAgreementFile(ab)
+	if err != nil {
+		return err
+	}
+	g, err := guest.ParseID(a.Guest)
+	if err != nil {
+		return err
+	}
+	for _, f := range fs.Args() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		rh, err := share.InspectRelease(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		h := a.Host(rh.Host)
+		if h == nil {
+			return fmt.Errorf("%s: host %s is not in agreement v%d", f, rh.Host, a.Version)
+		}
+		d := h.Descriptor
+		c := transport.NewClient(&d, g, tls.Certificate{})
+		out, err := c.SubmitRelease(e.ctx, b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		var res struct {
+			Released  int `json:"released"`
+			Threshold int `json:"threshold"`
+		}
+		json.Unmarshal(out, &res)
+		fmt.Fprintf(e.stdout, "%s: share of %s for dataset %s released to host %s (%d of %d needed)\n", f, rh.Custodian, rh.Dataset.Name, rh.Host, res.Released, res.Threshold)
+	}
+	return nil
+}
