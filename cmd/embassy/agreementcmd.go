@@ -348,21 +348,7 @@ func (e *env) agreementValidate(args []string) error {
 }
 
 func (e *env) agreementSign(args []string) error {
-	fs := newFlags("agreement sign", e.stderr)
-	var idFlags multi
-	fs.Var(&idFlags, "identity", "a custodian's secret identity file (repeat)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if len(idFlags) == 0 || fs.NArg() != 1 {
-		return usageErr("usage: embassy agreement sign --identity CUSTODIAN.key ... FILE")
-	}
-	file := fs.Arg(0)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	ids, err := readIdentities(idFlags)
+	file, b, ids, err := e.signArgs("agreement sign", "usage: embassy agreement sign --identity CUSTODIAN.key ... FILE", args)
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/embassy-project/embassy/internal/sample"
+	"github.com/embassy-project/embassy/internal/witnessnode"
 )
 
 // demo runs the whole journey on embedded defaults, through the same
@@ -107,27 +112,80 @@ func (e *env) demo(args []string) error {
 		return err
 	}
 
-	say("Each host operator agrees to serve the guest (quota 10 GiB) and to witness the other hosts' logs, then starts the node")
+	say("The guest runs its own witness of the hosts' logs, outside home (here on loopback)")
+	waddr, err := freeLoopback()
+	if err != nil {
+		return err
+	}
+	if err := must("witness", "init", "--dir", p("witness"), "--name", "w1", "--listen", waddr); err != nil {
+		return err
+	}
+	if err := must("witness", "add-log", "--dir", p("witness"), p("hosts", "a", "descriptor.json"), p("hosts", "b", "descriptor.json"), p("hosts", "c", "descriptor.json")); err != nil {
+		return err
+	}
+
+	say("Each host operator agrees to serve the guest (quota 10 GiB)")
 	for _, h := range names {
 		if err := must("host", "guest", "add", "--dir", p("hosts", h), "--identity", p("public", "guest.pub"), "--quota", "10G"); err != nil {
 			return err
 		}
-		peers := []string{"host", "peer", "add", "--dir", p("hosts", h)}
-		for _, o := range names {
-			if o != h {
-				peers = append(peers, p("hosts", o, "descriptor.json"))
-			}
+	}
+
+	say("The agreement as code: classes per host, k, witness threshold 2 of 3, activation needs 3 custodians including the minister")
+	agreement := p("public", "agreement.signed")
+	agArgs := []string{"agreement", "init", "--guest", p("public", "guest.pub"), "--guest-party", "demo-state:EE",
+		"--governing-law", "Demo treaty on the hosting of state data (2026)", "--witness", p("witness", "descriptor.json"),
+		"--witness-threshold", "2", "--home-silent", "15m", "--quorum", "activate=3:minister=1",
+		"--dataset", "population:highly-restricted:2", "--dataset", "land:confidential:2",
+		"--dataset", "business:public:2", "--dataset", "gazette:public:2", "--out", agreement}
+	for _, h := range names {
+		agArgs = append(agArgs, "--host-descriptor", p("hosts", h, "descriptor.json"), "--host-party", h+"=host-state-"+h+":LU",
+			"--host-classes", h+"=public,sensitive,confidential,highly-restricted")
+	}
+	for _, c := range custodians {
+		role := "official"
+		if c == "alice" {
+			role = "minister"
 		}
-		if err := must(peers...); err != nil {
+		agArgs = append(agArgs, "--custodian", c+"="+p("custodians", c+".key.pub")+":"+role)
+	}
+	if err := must(agArgs...); err != nil {
+		return err
+	}
+	for _, c := range []string{"alice", "bob", "carol"} {
+		if err := must("agreement", "sign", "--identity", p("custodians", c+".key"), agreement); err != nil {
 			return err
 		}
 	}
+	for _, h := range names {
+		if err := must("agreement", "ack", "--host-dir", p("hosts", h), agreement); err != nil {
+			return err
+		}
+	}
+	for _, h := range names {
+		if err := must("host", "agreement", "install", "--dir", p("hosts", h), agreement); err != nil {
+			return err
+		}
+	}
+	if err := must("agreement", "use", "--home", p("home"), agreement); err != nil {
+		return err
+	}
+	wlog, err := os.OpenFile(p("witness.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer wlog.Close()
+	wctx, stopWitness := context.WithCancel(e.ctx)
+	wdone := make(chan error, 1)
+	go func() { wdone <- witnessnode.Serve(wctx, p("witness"), "", slog.New(slog.NewJSONHandler(wlog, nil))) }()
+	defer func() { stopWitness(); <-wdone }()
 	nodes, err := startDemoHosts(e.ctx, p("hosts"), names)
 	if err != nil {
 		return err
 	}
 	defer nodes.stopAll()
 	fmt.Fprintf(e.stdout, "$ embassy host serve --dir hosts/a & (and b, c; logs in hosts/*.log)\n")
+	fmt.Fprintf(e.stdout, "$ embassy witness serve --dir witness & (log in witness.log)\n")
 
 	say("Generate a %d MB sample registry (population CSV, land deeds, gazette, business JSON)", *sizeMB)
 	if err := sample.Generate(p("registry"), int64(*sizeMB)<<20, *seed); err != nil {
@@ -169,7 +227,26 @@ func (e *env) demo(args []string) error {
 			os.WriteFile(p("public", h+".json"), b, 0o644)
 		}
 	}
-	say("Disaster: host c is lost for good and HOME is destroyed")
+	var snaps struct {
+		Snapshots []struct {
+			Dataset  string `json:"dataset"`
+			Envelope string `json:"envelope"`
+		} `json:"snapshots"`
+	}
+	var sbuf bytes.Buffer
+	if err := run(e.ctx, []string{"snapshots", "--home", p("home"), "--dataset", "population", "--json"}, e.stdin, &sbuf, io.Discard); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(sbuf.Bytes(), &snaps); err != nil || len(snaps.Snapshots) == 0 {
+		return fmt.Errorf("demo: no population snapshot: %v", err)
+	}
+	latest := snaps.Snapshots[len(snaps.Snapshots)-1].Envelope
+	// The adversary who seizes the home data centre keeps a copy of HOME.
+	if err := os.CopyFS(p("seized-home"), os.DirFS(p("home"))); err != nil {
+		return err
+	}
+
+	say("Disaster: host c is lost for good and HOME is destroyed (an adversary holds a copy of it)")
 	nodes.stop("c")
 	for _, d := range []string{p("hosts", "c"), p("home")} {
 		if err := os.RemoveAll(d); err != nil {
@@ -234,6 +311,45 @@ func (e *env) demo(args []string) error {
 			return fmt.Errorf("demo: restored %s differs: %w", d, err)
 		}
 		fmt.Fprintf(e.stdout, "%s: identical\n", d)
+	}
+
+	say("A quorum including the minister activates host b for the population register, from snapshot %s", latest[:16])
+	if err := must("writer", "keygen", "--out", p("hosts", "b", "writer.key")); err != nil {
+		return err
+	}
+	order := p("public", "activate-population.order")
+	if err := must("order", "draft", "--agreement", agreement, "--kind", "activate", "--dataset", "population", "--host", "b",
+		"--epoch", "2", "--writer-key", p("hosts", "b", "writer.key.pub"), "--snapshot", latest,
+		"--reason", "home data centre lost; population register continues from host b", "--out", order); err != nil {
+		return err
+	}
+	for _, c := range []string{"alice", "bob", "carol"} {
+		if err := must("order", "sign", "--identity", p("custodians", c+".key"), order); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(e.stdout, "(each host logs the order and waits for two witnesses to cosign it before carrying it out; host c is gone)")
+	if err := must("order", "submit", "--agreement", agreement, "--host", "a", "--host", "b", order); err != nil {
+		return err
+	}
+
+	say("The adversary's copy of HOME tries to keep writing the population register: fenced out")
+	err = sh("backup", "--home", p("seized-home"), "--dataset", "population", "--quiet", p("registry", "population"))
+	if err == nil || !strings.Contains(err.Error(), "fenced") {
+		return fmt.Errorf("demo: the seized home was not fenced out: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "refused, as expected: %v\n", err)
+
+	say("Alice, Bob and Carol re-wrap their population shares to host b alone (nothing else can open them)")
+	for _, c := range []string{"alice", "bob", "carol"} {
+		rel := p("public", "population."+c+".rel")
+		if err := must("share", "release", "--share", p("shares", "population."+c+".share"), "--identity", p("custodians", c+".key"),
+			"--order", order, "--host-descriptor", p("public", "b.json"), "--out", rel); err != nil {
+			return err
+		}
+		if err := must("share", "submit", "--agreement", agreement, rel); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(e.stdout, "\ndemo complete in %.1fs: everything in %s\n", time.Since(start).Seconds(), w)
 	return nil

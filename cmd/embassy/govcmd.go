@@ -8,11 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/embassy-project/embassy/internal/atomicfile"
+	"github.com/embassy-project/embassy/internal/custodian"
 	"github.com/embassy-project/embassy/internal/gov"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/home"
@@ -26,7 +27,7 @@ import (
 func (e *env) orderSubmit(args []string) error {
 	fs := newFlags("order submit", e.stderr)
 	agreementFile := fs.String("agreement", "", "the signed agreement in force")
-	var only multiFlag
+	var only multi
 	fs.Var(&only, "host", "submit only to this host (repeat; default: every host of the agreement)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long each host may take to log the order and get it cosigned")
 	if err := parse(fs, args); err != nil {
@@ -69,7 +70,7 @@ func (e *env) orderSubmit(args []string) error {
 	var targets []*gov.Host
 	for i := range a.Hosts {
 		h := &a.Hosts[i]
-		if len(only) == 0 || contains(only, h.Name) {
+		if len(only) == 0 || slices.Contains(only, h.Name) {
 			targets = append(targets, h)
 		}
 	}
@@ -210,20 +211,6 @@ func (e *env) writerKeygen(args []string) error {
 	return nil
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // shareSubmit sends release files to the host they are sealed to.
 func (e *env) shareSubmit(args []string) error {
 	fs := newFlags("share submit", e.stderr)
@@ -273,4 +260,28 @@ func (e *env) shareSubmit(args []string) error {
 		fmt.Fprintf(e.stdout, "%s: share of %s for dataset %s released to host %s (%d of %d needed)\n", f, rh.Custodian, rh.Dataset.Name, rh.Host, res.Released, res.Threshold)
 	}
 	return nil
+}
+
+// signArgs parses the flags of a command that signs a file in place with
+// custodian identities (--identity ... FILE) and reads both.
+func (e *env) signArgs(name, usage string, args []string) (string, []byte, []*custodian.Identity, error) {
+	fs := newFlags(name, e.stderr)
+	var idFlags multi
+	fs.Var(&idFlags, "identity", "a custodian's secret identity file (repeat)")
+	if err := parse(fs, args); err != nil {
+		return "", nil, nil, err
+	}
+	if len(idFlags) == 0 || fs.NArg() != 1 {
+		return "", nil, nil, usageErr("%s", usage)
+	}
+	file := fs.Arg(0)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	ids, err := readIdentities(idFlags)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return file, b, ids, nil
 }

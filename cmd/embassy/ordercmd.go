@@ -202,21 +202,7 @@ func roleText(q gov.Quorum) string {
 
 // orderSign adds custodians' signatures to an order file, in place.
 func (e *env) orderSign(args []string) error {
-	fs := newFlags("order sign", e.stderr)
-	var idFlags multi
-	fs.Var(&idFlags, "identity", "a custodian's secret identity file (repeat)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if len(idFlags) == 0 || fs.NArg() != 1 {
-		return usageErr("usage: embassy order sign --identity CUSTODIAN.key ... ORDER")
-	}
-	file := fs.Arg(0)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	ids, err := readIdentities(idFlags)
+	file, b, ids, err := e.signArgs("order sign", "usage: embassy order sign --identity CUSTODIAN.key ... ORDER", args)
 	if err != nil {
 		return err
 	}

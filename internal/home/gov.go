@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/embassy-project/embassy/internal/gov"
 	"github.com/embassy-project/embassy/internal/shardstore"
@@ -99,37 +100,19 @@ func (h *Home) PrepareWrite(ctx context.Context, dataset string) error {
 		}
 	}
 	me := base64.StdEncoding.EncodeToString(h.Agent.Public().Bytes())
+	// A host that just started reads the orders it missed before it accepts
+	// writes: wait a little for it rather than fail the backup.
 	var best *gov.DatasetState
 	var from string
 	var errs []error
-	for _, s := range h.Config.Hosts {
-		if s.Remote == nil {
-			continue
-		}
-		st, err := h.Connect(s.Remote)
-		if err != nil {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var syncing []string
+		best, from, errs, syncing = nil, "", nil, nil
+		if err := h.readGovernance(ctx, dataset, &best, &from, &errs, &syncing); err != nil {
 			return err
 		}
-		c := st.(*transport.Client)
-		b, err := c.Governance(ctx)
-		if errors.Is(err, shardstore.ErrNotFound) {
-			continue // no agreement at that host
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var hg hostGov
-		if err := json.Unmarshal(b, &hg); err != nil {
-			errs = append(errs, fmt.Errorf("governance of %s: %w", s.Name, err))
-			continue
-		}
-		ds, ok := hg.State.Datasets[dataset]
-		if !ok {
-			return fmt.Errorf("host %s: dataset %s is not in agreement v%d", s.Name, dataset, hg.Agreement)
-		}
-		if best == nil || ds.Epoch > best.Epoch {
-			best, from = &ds, s.Name
+		if len(syncing) == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if best == nil {
@@ -148,6 +131,46 @@ func (h *Home) PrepareWrite(ctx context.Context, dataset string) error {
 	h.fence.mu.Lock()
 	h.fence.dataset, h.fence.epoch = dataset, best.Epoch
 	h.fence.mu.Unlock()
+	return nil
+}
+
+// readGovernance asks every host node for the dataset's governance state
+// and keeps the newest epoch; syncing names hosts still reading missed
+// orders.
+func (h *Home) readGovernance(ctx context.Context, dataset string, best **gov.DatasetState, from *string, errs *[]error, syncing *[]string) error {
+	for _, s := range h.Config.Hosts {
+		if s.Remote == nil {
+			continue
+		}
+		st, err := h.Connect(s.Remote)
+		if err != nil {
+			return err
+		}
+		c := st.(*transport.Client)
+		b, err := c.Governance(ctx)
+		if errors.Is(err, shardstore.ErrNotFound) {
+			continue // no agreement at that host
+		}
+		if err != nil {
+			*errs = append(*errs, err)
+			continue
+		}
+		var hg hostGov
+		if err := json.Unmarshal(b, &hg); err != nil {
+			*errs = append(*errs, fmt.Errorf("governance of %s: %w", s.Name, err))
+			continue
+		}
+		if !hg.Synced {
+			*syncing = append(*syncing, s.Name)
+		}
+		ds, ok := hg.State.Datasets[dataset]
+		if !ok {
+			return fmt.Errorf("host %s: dataset %s is not in agreement v%d", s.Name, dataset, hg.Agreement)
+		}
+		if *best == nil || ds.Epoch > (*best).Epoch {
+			*best, *from = &ds, s.Name
+		}
+	}
 	return nil
 }
 

@@ -360,8 +360,16 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request, p *access.Peer, t
 	st := gt.state()
 	writer := gt.presentedWriter(p, t.identity.Agent)
 	if err := st.MayWrite(dataset, epoch, writer); err != nil {
-		key := p.Fingerprint + "/" + dataset + "/" + strconv.FormatUint(epoch, 10)
-		if _, seen := gt.fenced.LoadOrStore(key, true); !seen && len(dataset) <= ledger.MaxDatasetLen {
+		// Logged once per writer key (not per TLS key: every agent
+		// certificate has a fresh one), governed dataset and epoch up to
+		// the next: the writer picks the certificate, dataset and epoch, and
+		// must not be able to grow the log or this map without bound.
+		key := writer + "/" + dataset + "/" + strconv.FormatUint(epoch, 10)
+		ds, governed := st.Dataset(dataset)
+		if !governed || epoch > ds.Epoch+1 || len(dataset) > ledger.MaxDatasetLen {
+			key = "" // not logged
+		}
+		if _, seen := gt.fenced.LoadOrStore(key, true); key != "" && !seen {
 			if _, lerr := s.events.append(r.Context(), ledger.WriteFenced{Guest: t.id, Dataset: dataset, Epoch: epoch, Writer: p.Fingerprint}); lerr != nil {
 				s.log.Warn("log fenced write", "err", lerr)
 			}
@@ -650,18 +658,28 @@ func (s *Server) govLoop(ctx context.Context) {
 			}
 			s.tick(ctx, t, now)
 		}
+		synced := true
 		if !time.Now().Before(nextSync) {
 			for _, t := range s.tenants {
 				if t.gov != nil {
 					s.syncOrders(ctx, t)
+					synced = synced && t.gov.synced.Load()
 				}
 			}
 			nextSync = time.Now().Add(s.opt.SyncInterval)
+			if !synced {
+				// Writes wait for this: try again soon.
+				nextSync = time.Now().Add(min(s.opt.SyncInterval, 500*time.Millisecond))
+			}
+		}
+		wait := s.opt.GovernanceInterval
+		if !synced {
+			wait = min(wait, 500*time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.opt.GovernanceInterval):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -775,6 +793,12 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 			}
 			out := s.carryOut(ctx, t, ev.Order, time.Unix(e.Time, 0), true)
 			switch {
+			case out.err != nil && out.code >= http.StatusInternalServerError:
+				// Not carried out for now (no cosigned checkpoint in time, the
+				// log or disk failed): keep the progress before this entry so
+				// the next pass tries it again, and do not count this log as
+				// read (writes stay refused until the order is carried out).
+				return fmt.Errorf("order at index %d of %s's log not carried out yet: %w", from+uint64(i), d.Name, out.err)
 			case out.err != nil:
 				s.log.Warn("order from log not carried out", "guest", t.id.String(), "log", d.Name, "index", from+uint64(i), "err", out.err)
 			case !out.Already:
