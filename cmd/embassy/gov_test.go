@@ -15,6 +15,7 @@ import (
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/home"
 	"github.com/embassy-project/embassy/internal/ledger"
+	"github.com/embassy-project/embassy/internal/sample"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/sig"
 	"github.com/embassy-project/embassy/internal/transport"
@@ -235,6 +236,38 @@ func TestGovernanceActivation(t *testing.T) {
 	}
 	if err := g.put(t, "a", newWriter, gid, 1, "continuity journal old epoch"); !errors.Is(err, transport.ErrFenced) {
 		t.Fatalf("the new writer's write at the old epoch: %v", err)
+	}
+
+	// The custodians release their shares to host b alone; b rebuilds the key
+	// in memory and restores the snapshot the order named.
+	var rels []string
+	for _, c := range []string{"alice", "bob", "carol"} {
+		rel := g.p(c + ".rel")
+		mustRun(t, "share", "release", "--share", g.p("shares", "registry."+c+".share"), "--identity", g.p("custodians", c+".key"),
+			"--order", act, "--host-descriptor", g.desc("b"), "--out", rel)
+		rels = append(rels, rel)
+	}
+	if _, err := transport.NewClient(da, gid, tls.Certificate{}).SubmitRelease(context.Background(), mustRead(t, rels[0])); !errors.Is(err, transport.ErrRefused) {
+		t.Fatalf("host a accepted a share released to host b: %v", err)
+	}
+	if r := embassy(t, "host", "restore", "--dir", g.hosts["b"].dir, "--guest", gid.String(), "--dataset", "registry",
+		"--writer-key", g.p("writer-b.key"), "--target", g.p("restored-b")); r.code == 0 {
+		t.Fatal("host b restored with no share released to it")
+	}
+	mustRun(t, append([]string{"share", "submit", "--agreement", g.agreement}, rels...)...)
+	res := parseJSON[restoreJSON](t, mustRun(t, "host", "restore", "--dir", g.hosts["b"].dir, "--guest", gid.String(), "--dataset", "registry",
+		"--writer-key", g.p("writer-b.key"), "--target", g.p("restored-b"), "--json"))
+	if err := sample.Compare(g.p("src"), res.Path); err != nil {
+		t.Fatalf("host b's restore of the named snapshot differs: %v", err)
+	}
+	var released int
+	for _, e := range g.logEntries(t, "b") {
+		if _, ok := e.Event.(ledger.ShareReleased); ok {
+			released++
+		}
+	}
+	if released != 3 {
+		t.Fatalf("host b logged %d share releases, want 3", released)
 	}
 
 	// Host c returns: it reads the order from a's and b's logs and fences too.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -12,12 +13,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/atomicfile"
 	"github.com/embassy-project/embassy/internal/custodian"
 	"github.com/embassy-project/embassy/internal/gov"
 	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/home"
 	"github.com/embassy-project/embassy/internal/hostnode"
+	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/restore"
+	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/share"
 	"github.com/embassy-project/embassy/internal/sig"
 	"github.com/embassy-project/embassy/internal/transport"
@@ -284,4 +289,86 @@ func (e *env) signArgs(name, usage string, args []string) (string, []byte, []*cu
 		return "", nil, nil, err
 	}
 	return file, b, ids, nil
+}
+
+// hostRestore runs on an activated host: it rebuilds the dataset key from
+// the shares custodians released to this host (in memory) and restores the
+// snapshot the activation order named, reading the agreement's hosts as the
+// new writer.
+func (e *env) hostRestore(args []string) error {
+	fs := newFlags("host restore", e.stderr)
+	dir := fs.String("dir", "", "the activated host's directory")
+	guestFlag := fs.String("guest", "", "the guest ID (32 hex digits)")
+	dataset := fs.String("dataset", "", "the activated dataset")
+	writerFile := fs.String("writer-key", "", "the writer key the activation order named (embassy writer keygen)")
+	target := fs.String("target", "", "directory to restore into")
+	snap := fs.String("snapshot", "", "snapshot to restore (default: the one the activation order named)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *guestFlag == "" || *dataset == "" || *writerFile == "" || *target == "" || fs.NArg() != 0 {
+		return usageErr("usage: embassy host restore --dir DIR --guest ID --dataset NAME --writer-key FILE --target DIR")
+	}
+	g, err := guest.ParseID(*guestFlag)
+	if err != nil {
+		return usageErr("--guest: %v", err)
+	}
+	writer, err := loadWriterKey(*writerFile)
+	if err != nil {
+		return err
+	}
+	act, err := hostnode.LoadActivation(*dir, g, *dataset)
+	if err != nil {
+		return err
+	}
+	defer act.Wipe()
+	cert, err := access.NewAgentCertificate(writer, g, time.Now(), home.AgentCertTTL)
+	if err != nil {
+		return err
+	}
+	var specs []hosts.Spec
+	for i := range act.Hosts {
+		d := act.Hosts[i]
+		specs = append(specs, hosts.Spec{Name: d.Name, Remote: &d})
+	}
+	hs, err := hosts.Open(specs, hosts.Options{Connect: func(d *transport.Descriptor) (shardstore.Store, error) {
+		return transport.NewClient(d, g, cert), nil
+	}})
+	if err != nil {
+		return err
+	}
+	if *snap == "" {
+		*snap = act.Snapshot
+	}
+	res, err := restore.Run(e.ctx, restore.Options{Hosts: hs, Opened: act.Shares, Dataset: *dataset, Snapshot: *snap, Target: *target,
+		Warn: func(s string) {
+			if !*asJSON {
+				fmt.Fprintf(e.stderr, "warning: %s\n", s)
+			}
+		}})
+	if err != nil {
+		return fmt.Errorf("restore failed, nothing was restored: %w", err)
+	}
+	if *asJSON {
+		return e.printJSON(res)
+	}
+	fmt.Fprintf(e.stdout, "host restored snapshot %d (%s…) of %s, named by order %s, from %d released shares to %s: %d files, %s\n",
+		res.Seq, res.Envelope[:16], res.Dataset, act.Order, len(act.Shares), res.Path, res.Files, humanBytes(res.Bytes))
+	return nil
+}
+
+// loadWriterKey reads a writer key file (embassy writer keygen).
+func loadWriterKey(file string) (*sig.PrivateKey, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	seed, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a writer key file (base64 of the secret seed)", file)
+	}
+	defer clear(seed)
+	return sig.NewPrivateKey(seed)
 }

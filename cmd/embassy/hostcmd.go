@@ -22,7 +22,9 @@ const hostUsage = `usage:
   embassy host guest add --dir DIR --identity GUEST.pub --quota SIZE
   embassy host peer add --dir DIR [--witness-threshold W] DESCRIPTOR ...
   embassy host serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT]
-  embassy host fsck --dir DIR`
+  embassy host fsck --dir DIR
+  embassy host agreement install --dir DIR AGREEMENT
+  embassy host restore --dir DIR --guest ID --dataset NAME --writer-key FILE --target DIR [--snapshot S] [--json]`
 
 func (e *env) host(args []string) error {
 	if len(args) == 0 {
@@ -50,6 +52,8 @@ func (e *env) host(args []string) error {
 			return usageErr(hostUsage)
 		}
 		return e.hostAgreementInstall(args[2:])
+	case "restore":
+		return e.hostRestore(args[1:])
 	}
 	return usageErr(hostUsage)
 }

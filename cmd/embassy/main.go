@@ -114,6 +114,8 @@ Host nodes (a host state's data centre) and witnesses:
   embassy witness init|add-log|serve|use ...          the guest's own witness
   embassy grant request|sign|show ...                 custodian-signed read grants
   embassy host agreement install --dir DIR AGREEMENT  put an agreement in force at a host
+  embassy host restore --dir DIR --guest ID --dataset NAME --writer-key FILE --target DIR
+                                                      an activated host restores the named snapshot
 
 Governance (docs/operator-guide.md, "Governance"):
   embassy agreement init|validate|sign|ack|verify|show ...   the agreement as code

@@ -48,11 +48,14 @@ type Options struct {
 	Hosts      []*hosts.Host
 	Shares     []ShareFile
 	Identities []*custodian.Identity
-	Dataset    string
-	Snapshot   string // "latest", a sequence number or an envelope hash prefix
-	Target     string // directory to restore into; the snapshot's root appears inside it
-	Warn       func(string)
-	Progress   func(files, bytes uint64)
+	// Opened are shares already opened, e.g. released to an activated host
+	// (share.OpenRelease); used instead of Shares and Identities when set.
+	Opened   []*share.Share
+	Dataset  string
+	Snapshot string // "latest", a sequence number or an envelope hash prefix
+	Target   string // directory to restore into; the snapshot's root appears inside it
+	Warn     func(string)
+	Progress func(files, bytes uint64)
 }
 
 // Result describes a finished restore.
@@ -101,7 +104,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if warn == nil {
 		warn = func(string) {}
 	}
-	ds, secret, err := Unlock(o.Shares, o.Identities, o.Dataset)
+	var ds *guest.Dataset
+	var secret *guest.Secret
+	var err error
+	if len(o.Opened) > 0 {
+		ds, secret, err = share.Combine(o.Opened)
+		if err == nil && o.Dataset != "" && ds.Name != o.Dataset {
+			err = fmt.Errorf("the shares are for dataset %q, not %q", ds.Name, o.Dataset)
+		}
+	} else {
+		ds, secret, err = Unlock(o.Shares, o.Identities, o.Dataset)
+	}
 	if err != nil {
 		return nil, err
 	}
