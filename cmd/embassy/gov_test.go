@@ -30,7 +30,7 @@ type govGuest struct {
 
 func newGovGuest(t *testing.T) *govGuest {
 	t.Helper()
-	g := newRemoteGuest(t, "registry")
+	g := newRemoteGuest(t, "registry", "ministry")
 	w := &hostProc{name: "w1", dir: g.p("witness"), addr: freePort(t)}
 	w.args = []string{"witness", "serve", "--dir", w.dir}
 	mustRun(t, "witness", "init", "--dir", w.dir, "--name", "w1", "--listen", w.addr)
@@ -42,11 +42,15 @@ func newGovGuest(t *testing.T) *govGuest {
 	args := []string{"agreement", "init", "--guest", filepath.Join(g.home, "identity.pub"), "--guest-party", "estonia:EE",
 		"--governing-law", "Agreement between EE and LU on the hosting of data and information systems (2017)",
 		"--witness", filepath.Join(w.dir, "descriptor.json"), "--witness-threshold", "2",
-		"--dataset", "registry:highly-restricted:2", "--home-silent", "1h",
+		"--dataset", "registry:highly-restricted:2", "--dataset", "ministry:confidential:1", "--home-silent", "1h",
 		"--quorum", "activate=3:minister=1", "--quorum", "return=3", "--quorum", "amend=3", "--quorum", "expire=4",
 		"--quorum", "grant=3", "--quorum", "rotate=3", "--quorum", "revoke=3", "--out", ag}
 	for _, n := range []string{"a", "b", "c"} {
-		args = append(args, "--host-descriptor", g.desc(n), "--host-party", n+"=luxembourg:LU", "--host-classes", n+"=public,sensitive,confidential,highly-restricted")
+		classes := "public,sensitive,confidential,highly-restricted"
+		if n == "c" {
+			classes = "public,sensitive,highly-restricted" // c may not hold confidential data
+		}
+		args = append(args, "--host-descriptor", g.desc(n), "--host-party", n+"=luxembourg:LU", "--host-classes", n+"="+classes)
 	}
 	for _, c := range custodianNames {
 		role := "official"
@@ -119,6 +123,10 @@ func (g *govGuest) status(t *testing.T, h *home.Home, n string) (govStatusJSON, 
 
 // put writes one object to host n with the given writer key and epoch.
 func (g *govGuest) put(t *testing.T, n string, writer *sig.PrivateKey, guestID [16]byte, epoch uint64, data string) error {
+	return g.putDataset(t, n, "registry", writer, guestID, epoch, data)
+}
+
+func (g *govGuest) putDataset(t *testing.T, n, dataset string, writer *sig.PrivateKey, guestID [16]byte, epoch uint64, data string) error {
 	t.Helper()
 	d, err := transport.ParseDescriptor(mustRead(t, g.desc(n)))
 	if err != nil {
@@ -129,7 +137,7 @@ func (g *govGuest) put(t *testing.T, n string, writer *sig.PrivateKey, guestID [
 		t.Fatal(err)
 	}
 	c := transport.NewClient(d, guestID, cert)
-	c.Dataset, c.Epoch, c.Retries = "registry", epoch, 0
+	c.Dataset, c.Epoch, c.Retries = dataset, epoch, 0
 	b := []byte(data)
 	return c.Put(context.Background(), shardstore.KindShard, shardstore.Sum(b), b)
 }
@@ -157,6 +165,19 @@ func TestGovernanceActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	gid := h.Identity.Guest
+
+	// Placement: host c may not hold confidential data. The agent refuses
+	// before any byte leaves home, and host c refuses such writes itself.
+	if r := embassy(t, "backup", "--home", g.home, "--dataset", "ministry", "--quiet", g.p("src")); r.code == 0 ||
+		!strings.Contains(r.stderr, "before any data left home") || !strings.Contains(r.stderr, "host c") {
+		t.Fatalf("backup of a confidential dataset to a host not allowed for it: %d\n%s", r.code, r.stderr)
+	}
+	if err := g.putDataset(t, "c", "ministry", h.Agent, gid, 1, "confidential"); !errors.Is(err, transport.ErrRefused) {
+		t.Fatalf("host c on a confidential write: %v", err)
+	}
+	if err := g.putDataset(t, "a", "ministry", h.Agent, gid, 1, "confidential"); err != nil {
+		t.Fatalf("host a on a confidential write: %v", err)
+	}
 	var snaps struct {
 		Snapshots []struct {
 			Envelope string `json:"envelope"`

@@ -357,6 +357,14 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request, p *access.Peer, t
 		httpError(w, http.StatusPreconditionRequired, "guest "+t.id.String()+" has an agreement in force: writes must carry "+HeaderDataset+" and "+HeaderEpoch+" (upgrade the agent)")
 		return false
 	}
+	// The agreement decides which classes this host may hold.
+	if a := gt.agreement(); a.Dataset(dataset) != nil {
+		if err := a.CheckPlacement(dataset, []string{s.cfg.Name}); err != nil {
+			s.metrics.refused.WithLabelValues("placement").Inc()
+			httpError(w, http.StatusForbidden, err.Error())
+			return false
+		}
+	}
 	st := gt.state()
 	writer := gt.presentedWriter(p, t.identity.Agent)
 	if err := st.MayWrite(dataset, epoch, writer); err != nil {
