@@ -77,7 +77,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		}()}},
 	}
 	all := extra
-	for _, g := range goldenEntries {
+	for _, g := range append(goldenEntries, goldenGovEntries...) {
 		all = append(all, g.entry)
 	}
 	for _, e := range all {
@@ -158,7 +158,7 @@ func TestParseEntryRejects(t *testing.T) {
 }
 
 func FuzzParseEntry(f *testing.F) {
-	for _, g := range goldenEntries {
+	for _, g := range append(goldenEntries, goldenGovEntries...) {
 		f.Add(mustMarshal(f, g.entry))
 	}
 	f.Add([]byte(EntryMagic))
