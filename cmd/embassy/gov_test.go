@@ -282,9 +282,12 @@ func TestGovernanceActivation(t *testing.T) {
 		t.Fatalf("host b's restore of the named snapshot differs: %v", err)
 	}
 	var released int
-	for _, e := range g.logEntries(t, "b") {
-		if _, ok := e.Event.(ledger.ShareReleased); ok {
-			released++
+	for deadline := time.Now().Add(20 * time.Second); released != 3 && time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		released = 0
+		for _, e := range g.logEntries(t, "b") {
+			if _, ok := e.Event.(ledger.ShareReleased); ok {
+				released++
+			}
 		}
 	}
 	if released != 3 {
@@ -315,16 +318,22 @@ func TestGovernanceActivation(t *testing.T) {
 
 	// The refusals and the order are in host a's public log.
 	var refused, logged, carried, fenced int
-	for _, e := range g.logEntries(t, "a") {
-		switch e.Event.(type) {
-		case ledger.OrderRefused:
-			refused++
-		case ledger.OrderLogged:
-			logged++
-		case ledger.OrderCarriedOut:
-			carried++
-		case ledger.WriteFenced:
-			fenced++
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		refused, logged, carried, fenced = 0, 0, 0, 0
+		for _, e := range g.logEntries(t, "a") {
+			switch e.Event.(type) {
+			case ledger.OrderRefused:
+				refused++
+			case ledger.OrderLogged:
+				logged++
+			case ledger.OrderCarriedOut:
+				carried++
+			case ledger.WriteFenced:
+				fenced++
+			}
+		}
+		if (refused >= 4 && logged == 1 && carried == 1 && fenced > 0) || time.Now().After(deadline) {
+			break
 		}
 	}
 	if refused < 4 || logged != 1 || carried != 1 || fenced == 0 {
