@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -353,7 +354,48 @@ func TestGovernanceActivation(t *testing.T) {
 	if err := g.put(t, "b", newWriter, gid, 3, "continuity after return"); !errors.Is(err, transport.ErrRefused) {
 		t.Fatalf("host b accepted the activated writer after the return: %v", err)
 	}
+	// Host b held the dataset's key: home writes again only under new keys.
+	if r := embassy(t, "backup", "--home", g.home, "--dataset", "registry", "--quiet", g.p("src")); r.code == 0 || !strings.Contains(r.stderr, "new keys") {
+		t.Fatalf("backup after the return, before rotation: %d\n%s", r.code, r.stderr)
+	}
+	out = mustRun(t, "dataset", "rotate", "--home", g.home, "--shares", g.p("shares2"), "registry")
+	fp := regexp.MustCompile(`fingerprint ([0-9a-f]{32})`).FindStringSubmatch(out)
+	if fp == nil {
+		t.Fatalf("dataset rotate:\n%s", out)
+	}
+	if r := embassy(t, "identity", "push", "--home", g.home); r.code == 0 {
+		t.Fatal("hosts took the new dataset keys before any rotate order")
+	}
+	rot := g.order(t, "rotate", []string{"bob", "carol", "dave"}, "--kind", "rotate", "--dataset", "registry", "--new-keys", fp[1],
+		"--reason", "host b held the key while the dataset was active")
+	if out := mustRun(t, "order", "submit", "--agreement", g.agreement, rot); strings.Count(out, ": carried out (logged") != 3 {
+		t.Fatalf("rotate:\n%s", out)
+	}
+	mustRun(t, "identity", "push", "--home", g.home)
+	// A host restarted after the rotation still serves the guest.
+	g.hosts["a"].stop(t)
+	g.hosts["a"].start(t)
 	g.backupSample(t, 62)
+
+	// The newest snapshot opens with the new shares only.
+	restoreWith := func(sharesDir, target string) result {
+		args := []string{"restore", "--grant", g.grant(t, "registry"), "--dataset", "registry", "--snapshot", "latest", "--target", target, "--json"}
+		args = append(args, g.remoteHostFlags("a", "b")...)
+		for _, c := range []string{"alice", "bob", "carol"} {
+			args = append(args, "--share", filepath.Join(sharesDir, "registry."+c+".share"), "--identity", g.p("custodians", c+".key"))
+		}
+		return embassy(t, args...)
+	}
+	if r := restoreWith(g.p("shares"), g.p("restored-old-keys")); r.code == 0 {
+		t.Fatal("the old shares (which host b held) opened the snapshot written after the rotation")
+	}
+	r := restoreWith(g.p("shares2"), g.p("restored-new-keys"))
+	if r.code != 0 {
+		t.Fatalf("restore with the new shares: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := sample.Compare(g.p("src"), parseJSON[restoreJSON](t, r.stdout).Path); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func loadWriter(t *testing.T, f string) *sig.PrivateKey {

@@ -372,3 +372,51 @@ func loadWriterKey(file string) (*sig.PrivateKey, error) {
 	defer clear(seed)
 	return sig.NewPrivateKey(seed)
 }
+
+// datasetRotate gives a dataset new keys and shares.
+func (e *env) datasetRotate(args []string) error {
+	fs := newFlags("dataset rotate", e.stderr)
+	homeDir := fs.String("home", "", "HOME directory")
+	shares := fs.String("shares", "", "directory to write the custodians' new share files into (without the old ones)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *homeDir == "" || *shares == "" || fs.NArg() != 1 {
+		return usageErr("usage: embassy dataset rotate --home HOME --shares DIR NAME")
+	}
+	h, err := home.Open(*homeDir)
+	if err != nil {
+		return err
+	}
+	ds, files, err := h.RotateDataset(fs.Arg(0), *shares)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "dataset %s has new keys: fingerprint %s (the next backup uploads everything again)\n", ds.Name, ds.Fingerprint())
+	for _, f := range files {
+		fmt.Fprintf(e.stdout, "  share for %s: %s\n", f.Custodian, f.Path)
+	}
+	fmt.Fprintf(e.stdout, "under an agreement: custodians sign `embassy order draft --kind rotate --dataset %s --new-keys %s ...`, submit it, then `embassy identity push --home %s`\n", ds.Name, ds.Fingerprint(), *homeDir)
+	return nil
+}
+
+// identityPush sends HOME's identity to the host nodes.
+func (e *env) identityPush(args []string) error {
+	fs := newFlags("identity push", e.stderr)
+	homeDir := fs.String("home", "", "HOME directory")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *homeDir == "" || fs.NArg() != 0 {
+		return usageErr("usage: embassy identity push --home HOME")
+	}
+	h, err := home.Open(*homeDir)
+	if err != nil {
+		return err
+	}
+	if err := h.PushIdentity(e.ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "identity %s accepted by the hosts\n", h.Identity.Fingerprint())
+	return nil
+}

@@ -125,6 +125,8 @@ Governance (docs/operator-guide.md, "Governance"):
   embassy share submit --agreement A RELEASE ...      send released shares to that host
   embassy writer keygen --out FILE                    a writer key an activation names
   embassy heartbeat --home HOME                       tell the hosts home is alive
+  embassy dataset rotate --home HOME --shares DIR NAME  new keys for a dataset (after a return)
+  embassy identity push --home HOME                   hosts learn keys a rotate order named
   (check and restore take --grant GRANT to read remote hosts without HOME)
 
 Keys are always read from files, never from arguments. --json prints one JSON
@@ -158,10 +160,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "init":
 		return e.init(args[1:])
 	case "dataset":
+		if len(args) >= 2 && args[1] == "rotate" {
+			return e.datasetRotate(args[2:])
+		}
 		if len(args) < 2 || args[1] != "add" {
-			return usageErr("usage: embassy dataset add --home HOME --shares DIR NAME")
+			return usageErr("usage: embassy dataset add|rotate --home HOME --shares DIR NAME")
 		}
 		return e.datasetAdd(args[2:])
+	case "identity":
+		if len(args) < 2 || args[1] != "push" {
+			return usageErr("usage: embassy identity push --home HOME")
+		}
+		return e.identityPush(args[2:])
 	case "backup":
 		return e.backup(args[1:])
 	case "snapshots":

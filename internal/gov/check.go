@@ -273,6 +273,9 @@ func checkKind(o *Order, a *Agreement, s State, now time.Time) error {
 	case Grant:
 		// The dataset exists (above); the reader key is the grant's business.
 	case Rotate:
+		if o.Dataset != "" && o.NewKeys != "" && s.Datasets[o.Dataset].Keys == o.NewKeys {
+			return refuse(o, ErrTransition, "dataset %s already has the keys %s", o.Dataset, o.NewKeys)
+		}
 		if o.Custodian != "" {
 			c := a.Custodian(o.Custodian)
 			if c == nil {

@@ -205,7 +205,15 @@ func checkCases() []checkCase {
 				return s
 			}},
 		{name: "rotate re-share unknown dataset", kind: Rotate, signers: []string{"alice", "bob"}, want: ErrNotAllowed,
-			edit: func(_ *orderFixture, o *Order) { o.Dataset = "payroll" }},
+			edit: func(_ *orderFixture, o *Order) { o.Dataset, o.Custodian, o.NewKeys = "payroll", "", "" }},
+		{name: "rotate dataset to the keys it has", kind: Rotate, signers: []string{"alice", "bob"}, want: ErrTransition, msg: "already has the keys",
+			state: func(_ *testing.T, _ *orderFixture, s State, _ *Order) State {
+				d := s.Datasets["population"]
+				d.Keys = strings.Repeat("7e", 16)
+				s.Datasets["population"] = d
+				return s
+			},
+			edit: func(_ *orderFixture, o *Order) { o.Dataset, o.Custodian = "population", "" }},
 		{name: "revoke unknown custodian", kind: Revoke, signers: []string{"alice", "bob"}, want: ErrNotAllowed,
 			edit: func(_ *orderFixture, o *Order) { o.Custodian = "zed" }},
 		{name: "revoke twice", kind: Revoke, signers: []string{"alice", "bob"}, state: revoked("carol"), want: ErrTransition,

@@ -53,4 +53,7 @@ var (
 	// ErrWrongWriter marks a write in the current epoch by a key that is not
 	// the epoch's writer.
 	ErrWrongWriter = errors.New("governance: wrong writer")
+	// ErrRotateDue: a returned dataset is written again only after a rotate
+	// order gives it new keys.
+	ErrRotateDue = errors.New("governance: key rotation due")
 )

@@ -73,9 +73,10 @@ const (
 
 // kindFields says, for each kind, how it uses each per-kind field. The
 // common fields (kind … not-after, reason) are required for every kind.
-// Rotate has two forms, checked by Validate: custodian and new-keys
-// together (a custodian's new keys), dataset (a dataset key re-shared), or
-// all three.
+// Rotate has three forms, checked by Validate: custodian and new-keys
+// (a custodian's new keys), dataset and new-keys (the dataset's new key
+// generation, by the fingerprint of its new identity), or dataset alone (a
+// dataset key re-shared).
 var kindFields = map[Action]map[string]use{
 	Activate: {keyDataset: required, keyEpoch: required, keyHost: required, keyWriter: required, keySnapshot: required},
 	Return:   {keyDataset: required, keyEpoch: required, keyWriter: required},
@@ -402,11 +403,13 @@ func (o *Order) Validate() error {
 		}
 	}
 	if o.Kind == Rotate {
-		if (o.Custodian == "") != (o.NewKeys == "") {
-			return malformed("a rotate order names custodian and new-keys together")
-		}
-		if o.Custodian == "" && o.Dataset == "" {
-			return malformed("a rotate order needs custodian and new-keys (new custodian keys), dataset (re-share), or both")
+		switch {
+		case o.Custodian != "" && o.Dataset != "":
+			return malformed("a rotate order names a custodian (new custodian keys) or a dataset (new dataset keys), not both")
+		case o.Custodian != "" && o.NewKeys == "":
+			return malformed("a rotate order for a custodian names their new-keys")
+		case o.Custodian == "" && o.Dataset == "":
+			return malformed("a rotate order needs custodian and new-keys (new custodian keys), or dataset with or without new-keys (new dataset keys, or a re-share)")
 		}
 	}
 	for _, n := range []struct{ k, v string }{{keyDataset, o.Dataset}, {keyHost, o.Host}, {keyCustodian, o.Custodian}} {

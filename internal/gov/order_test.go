@@ -259,7 +259,7 @@ func TestOrderRoundTrip(t *testing.T) {
 	// Rotate's other forms.
 	for _, edit := range []func(*Order){
 		func(o *Order) { o.Custodian, o.NewKeys, o.Dataset = "", "", "population" },
-		func(o *Order) { o.Dataset = "population" },
+		func(o *Order) { o.Custodian, o.Dataset = "", "population" },
 	} {
 		o := f.order(t, Rotate)
 		edit(o)
@@ -375,7 +375,12 @@ func TestParseOrderRejects(t *testing.T) {
 			o := f.order(t, Rotate)
 			o.NewKeys = ""
 			return tmpl(o)
-		}(), "together"},
+		}(), "new-keys"},
+		{"rotate custodian and dataset", func() string {
+			o := f.order(t, Rotate)
+			o.Dataset = "population"
+			return tmpl(o)
+		}(), "not both"},
 		{"rotate nothing", func() string {
 			o := f.order(t, Rotate)
 			o.NewKeys, o.Custodian = "", ""

@@ -113,14 +113,15 @@ func (s State) Apply(so *SignedOrder, a *Agreement, now time.Time) (State, []Eff
 	var eff []Effect
 	switch o.Kind {
 	case Activate:
-		n.Datasets[o.Dataset] = DatasetState{Phase: Active, Epoch: o.Epoch, Writer: o.Writer, Host: o.Host, Snapshot: o.Snapshot, Order: id}
+		keys := s.Datasets[o.Dataset].Keys
+		n.Datasets[o.Dataset] = DatasetState{Phase: Active, Epoch: o.Epoch, Writer: o.Writer, Host: o.Host, Snapshot: o.Snapshot, Order: id, Keys: keys}
 		eff = append(eff,
 			Effect{Kind: EffFence, Dataset: o.Dataset, Epoch: o.Epoch, Writer: o.Writer, Host: o.Host, Order: id,
 				Detail: fmt.Sprintf("dataset %s: epoch %d, written by host %s (key %s); older epochs and other writers are refused", o.Dataset, o.Epoch, o.Host, writerFingerprint(o.Writer))},
 			Effect{Kind: EffActivated, Dataset: o.Dataset, Epoch: o.Epoch, Writer: o.Writer, Host: o.Host, Snapshot: o.Snapshot, Order: id,
 				Detail: fmt.Sprintf("dataset %s activated on host %s from snapshot %s at epoch %d: %s", o.Dataset, o.Host, o.Snapshot, o.Epoch, o.Reason)})
 	case Return:
-		n.Datasets[o.Dataset] = DatasetState{Phase: Returned, Epoch: o.Epoch, Writer: o.Writer, Order: id}
+		n.Datasets[o.Dataset] = DatasetState{Phase: Returned, Epoch: o.Epoch, Writer: o.Writer, Order: id, Keys: s.Datasets[o.Dataset].Keys, RotateDue: true}
 		eff = append(eff,
 			Effect{Kind: EffFence, Dataset: o.Dataset, Epoch: o.Epoch, Writer: o.Writer, Order: id,
 				Detail: fmt.Sprintf("dataset %s: epoch %d, written by key %s; older epochs and other writers are refused", o.Dataset, o.Epoch, writerFingerprint(o.Writer))},
@@ -133,6 +134,11 @@ func (s State) Apply(so *SignedOrder, a *Agreement, now time.Time) (State, []Eff
 		eff = append(eff, Effect{Kind: EffGrant, Dataset: o.Dataset, Reader: o.Reader, Order: id,
 			Detail: fmt.Sprintf("reader %s may read dataset %s: %s", o.Reader, o.Dataset, o.Reason)})
 	case Rotate:
+		if o.Dataset != "" && o.NewKeys != "" {
+			d := n.Datasets[o.Dataset]
+			d.Keys, d.RotateDue = o.NewKeys, false
+			n.Datasets[o.Dataset] = d
+		}
 		eff = append(eff, Effect{Kind: EffRotate, Dataset: o.Dataset, Custodian: o.Custodian, NewKeys: o.NewKeys, Order: id,
 			Detail: rotateDetail(o)})
 	case Amend:
@@ -288,6 +294,9 @@ func (s State) MayWrite(dataset string, epoch uint64, writer string) error {
 	case d.Writer == "" || writer != d.Writer:
 		return fmt.Errorf("%w: right epoch from the wrong writer: dataset %s at epoch %d is written by %s, not key %s",
 			ErrWrongWriter, dataset, d.Epoch, describeWriter(d), writerFingerprint(writer))
+	case d.RotateDue:
+		return fmt.Errorf("%w: dataset %s was returned by order %s from a host that held its key: it is written again only under new keys (embassy dataset rotate, then a rotate order naming the new identity)",
+			ErrRotateDue, dataset, d.Order)
 	}
 	return nil
 }

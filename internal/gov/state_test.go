@@ -82,7 +82,7 @@ func TestApplyTransitions(t *testing.T) {
 		{"active activate another host", f.activeState, Activate, func(o *Order) { o.Host, o.Epoch, o.Writer = "a", 3, f.homeW },
 			DatasetState{Phase: Active, Epoch: 3, Writer: f.homeW, Host: "a", Snapshot: strings.Repeat("0f", 32)}, []EffectKind{EffFence, EffActivated}},
 		{"active return", f.activeState, Return, nil,
-			DatasetState{Phase: Returned, Epoch: 3, Writer: f.homeW}, []EffectKind{EffFence, EffReturned}},
+			DatasetState{Phase: Returned, Epoch: 3, Writer: f.homeW, RotateDue: true}, []EffectKind{EffFence, EffReturned}},
 		{"returned activate", returned, Activate, func(o *Order) { o.Epoch = 4 },
 			DatasetState{Phase: Active, Epoch: 4, Writer: f.bW, Host: "b", Snapshot: strings.Repeat("0f", 32)}, []EffectKind{EffFence, EffActivated}},
 		{"normal expire", func(testing.TB) State { return f.state() }, Expire, nil,
@@ -531,5 +531,55 @@ func TestStateMarshal(t *testing.T) {
 				t.Fatalf("ParseState = %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+// TestRotateAfterReturn: a return leaves the dataset unwritable until a
+// rotate order names its new keys; then home writes again.
+func TestRotateAfterReturn(t *testing.T) {
+	f := testOrderAgreement(t)
+	ret := f.open(t, f.sign(t, f.order(t, Return), "alice", "bob"))
+	s, _, err := f.activeState(t).Apply(ret, f.a, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MayWrite("population", 3, f.homeW); !errors.Is(err, ErrRotateDue) {
+		t.Fatalf("home writes a returned dataset before its keys are rotated: %v", err)
+	}
+	// A re-share alone (no new keys) does not end it.
+	reshare := f.order(t, Rotate)
+	reshare.Custodian, reshare.NewKeys, reshare.Dataset = "", "", "population"
+	s2, _, err := s.Apply(f.open(t, f.sign(t, reshare, "alice", "bob")), f.a, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.MayWrite("population", 3, f.homeW); !errors.Is(err, ErrRotateDue) {
+		t.Fatalf("after a re-share: %v", err)
+	}
+	rot := f.order(t, Rotate)
+	rot.Custodian, rot.Dataset, rot.NewKeys = "", "population", strings.Repeat("5a", 16)
+	s3, eff, err := s2.Apply(f.open(t, f.sign(t, rot, "alice", "bob")), f.a, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s3.Datasets["population"]
+	if d.Keys != rot.NewKeys || d.RotateDue || d.Phase != Returned || d.Epoch != 3 {
+		t.Fatalf("after rotation: %+v", d)
+	}
+	if len(eff) != 1 || eff[0].Kind != EffRotate || eff[0].NewKeys != rot.NewKeys {
+		t.Fatalf("effects %+v", eff)
+	}
+	if err := s3.MayWrite("population", 3, f.homeW); err != nil {
+		t.Fatalf("home after rotation: %v", err)
+	}
+	// A later activation keeps the keys in force.
+	act := f.order(t, Activate)
+	act.Epoch = 4
+	s4, _, err := s3.Apply(f.open(t, f.sign(t, act, "alice", "bob")), f.a, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s4.Datasets["population"].Keys != rot.NewKeys {
+		t.Fatalf("activation dropped the keys: %+v", s4.Datasets["population"])
 	}
 }

@@ -214,6 +214,14 @@ type DatasetState struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// Order is the hex ID of the order that set this epoch ("" at epoch 1).
 	Order string `json:"order,omitempty"`
+	// Keys is the fingerprint (guest.Dataset.Fingerprint) of the dataset
+	// identity a rotate order put in force; "" while the identity the
+	// agreement was adopted with holds.
+	Keys string `json:"keys,omitempty"`
+	// RotateDue is set by a return: the host that was active held the
+	// dataset's key, so nobody writes the dataset again until a rotate
+	// order gives it new keys.
+	RotateDue bool `json:"rotate_due,omitempty"`
 }
 
 // State is a guest's governance state at a host: what the orders carried out

@@ -3,6 +3,7 @@ package home
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/embassy-project/embassy/internal/gov"
+	"github.com/embassy-project/embassy/internal/guest"
 	"github.com/embassy-project/embassy/internal/shardstore"
+	"github.com/embassy-project/embassy/internal/share"
 	"github.com/embassy-project/embassy/internal/transport"
 )
 
@@ -121,6 +124,12 @@ func (h *Home) PrepareWrite(ctx context.Context, dataset string) error {
 		}
 		return nil // no host has an agreement: writes carry no epoch
 	}
+	if best.Writer == me && best.RotateDue {
+		return fmt.Errorf("%w: dataset %s came back from a host that held its key (order %s): give it new keys before writing (embassy dataset rotate, a rotate order naming the new keys, embassy identity push)", ErrFenced, dataset, best.Order)
+	}
+	if ds, _ := h.Dataset(dataset); best.Keys != "" && ds != nil && best.Keys != ds.Fingerprint() {
+		return fmt.Errorf("%w: the hosts expect dataset %s's keys %s; HOME has %s", ErrFenced, dataset, best.Keys, ds.Fingerprint())
+	}
 	if best.Writer != me {
 		where := ""
 		if best.Phase == gov.Active {
@@ -188,6 +197,83 @@ func (h *Home) Heartbeat(ctx context.Context) error {
 			return err
 		}
 		if err := st.(*transport.Client).Heartbeat(ctx); err != nil && !errors.Is(err, shardstore.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RotateDataset gives a dataset new keys: a new KEM key pair and dedup MAC
+// key under the same dataset ID, split among HOME's custodians into
+// sharesDir (a directory without share files of that dataset). The old
+// keys' MAC key and cache are dropped, so nothing written afterwards reuses
+// a pack sealed under the old keys; old snapshots stay restorable with the
+// old shares. Hosts under an agreement accept the new identity (PushIdentity)
+// only after a rotate order naming its fingerprint is carried out.
+func (h *Home) RotateDataset(name, sharesDir string) (*guest.Dataset, []ShareFile, error) {
+	old, err := h.Dataset(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := h.Custodians()
+	if err != nil {
+		return nil, nil, err
+	}
+	ds, secret, err := guest.NewDataset(h.Identity.Guest, h.Identity.Name, name, h.Agent.Public(), h.Config.Threshold, cs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rotate dataset %s: %w", name, err)
+	}
+	ds.ID = old.ID // the same dataset: its snapshot chain goes on
+	files, err := share.Split(ds, secret, cs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("split key of %s: %w", name, err)
+	}
+	if err := os.MkdirAll(sharesDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	var out []ShareFile
+	for i, c := range cs {
+		p := filepath.Join(sharesDir, fmt.Sprintf("%s.%s.share", name, c.Name))
+		if err := writeFileNew(p, files[i], 0o600); err != nil {
+			return nil, nil, fmt.Errorf("write share file (use a directory without %s's old shares): %w", name, err)
+		}
+		out = append(out, ShareFile{Dataset: name, Custodian: c.Name, Path: p})
+	}
+	dsDir := filepath.Join(h.Dir, "datasets", name)
+	// Keep the old public identity for reference; drop what the old keys
+	// made at home.
+	if err := writeFileAtomic(filepath.Join(dsDir, "retired-"+old.Fingerprint()+".pub"), old.Marshal(), 0o644); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Remove(h.CachePath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dsDir, "mac.key"), []byte(hex.EncodeToString(secret.MACKey[:])+"\n"), 0o600); err != nil {
+		return nil, nil, err
+	}
+	for i, d := range h.Identity.Datasets {
+		if d.Name == name {
+			h.Identity.Datasets[i] = ds
+		}
+	}
+	return ds, out, h.save()
+}
+
+// PushIdentity sends HOME's public identity to every host node under an
+// agreement (after a rotate order, so that they know the dataset's new
+// keys). Hosts without an agreement are skipped.
+func (h *Home) PushIdentity(ctx context.Context) error {
+	var errs []error
+	b := h.Identity.Marshal()
+	for _, s := range h.Config.Hosts {
+		if s.Remote == nil {
+			continue
+		}
+		st, err := h.Connect(s.Remote)
+		if err != nil {
+			return err
+		}
+		if err := st.(*transport.Client).PushIdentity(ctx, b); err != nil && !errors.Is(err, shardstore.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

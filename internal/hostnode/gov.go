@@ -116,8 +116,8 @@ func loadGov(dir string, cfg *Config, id *guest.Identity, now time.Time) (*govTe
 	}
 	gt := &govTenant{dir: gdir, g: id.Guest, home: base64.StdEncoding.EncodeToString(id.Agent.Bytes()), chain: chain, pending: map[string]uint64{}}
 	a := gt.agreement()
-	if a.Guest != id.Guest.String() || a.GuestIdentity != id.Fingerprint() {
-		return nil, fmt.Errorf("the agreement is for guest %s identity %s; this host serves identity %s", a.Guest, a.GuestIdentity, id.Fingerprint())
+	if a.Guest != id.Guest.String() {
+		return nil, fmt.Errorf("the agreement is for guest %s; this host serves guest %s", a.Guest, id.Guest)
 	}
 	var st gov.State
 	b, err := os.ReadFile(filepath.Join(gdir, stateFile))
@@ -136,6 +136,20 @@ func loadGov(dir string, cfg *Config, id *guest.Identity, now time.Time) (*govTe
 			if st, err = st.Adopt(next); err != nil {
 				return nil, fmt.Errorf("adopt agreement v%d: %w", next.Version, err)
 			}
+		}
+	}
+	// The identity served must be the one the agreement names, or one that
+	// rotate orders carried out here allow.
+	if a.GuestIdentity != id.Fingerprint() {
+		bound, err := gt.boundIdentity()
+		if err != nil {
+			return nil, err
+		}
+		if bound == nil || bound.Fingerprint() != a.GuestIdentity {
+			return nil, fmt.Errorf("the agreement names guest identity %s; this host serves identity %s", a.GuestIdentity, id.Fingerprint())
+		}
+		if err := checkIdentityUpdate(bound, id, st); err != nil {
+			return nil, fmt.Errorf("the guest identity served is not the agreement's: %w", err)
 		}
 	}
 	// Home's silence is counted from now, not from before the host was down.
@@ -278,6 +292,9 @@ func InstallAgreement(dir string, file []byte, now time.Time) (*gov.Agreement, e
 		g.QuotaBytes = me.QuotaBytes
 	}
 	cfg.ClockSkewSeconds = a.ClockSkewSeconds
+	if err := atomicfile.Write(filepath.Join(gdir, boundIdentityFile(a.Version)), idb, 0o644); err != nil {
+		return nil, err
+	}
 	if err := atomicfile.Write(filepath.Join(gdir, fmt.Sprintf("agreement-v%d.signed", a.Version)), file, 0o644); err != nil {
 		return nil, err
 	}
@@ -366,7 +383,7 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request, p *access.Peer, t
 		}
 	}
 	st := gt.state()
-	writer := gt.presentedWriter(p, t.identity.Agent)
+	writer := gt.presentedWriter(p, t.identity().Agent)
 	if err := st.MayWrite(dataset, epoch, writer); err != nil {
 		// Logged once per writer key (not per TLS key: every agent
 		// certificate has a fresh one), governed dataset and epoch up to
@@ -581,7 +598,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, p *acce
 		httpError(w, http.StatusNotFound, "no agreement is in force for this guest at this host")
 		return
 	}
-	writer := gt.presentedWriter(p, t.identity.Agent)
+	writer := gt.presentedWriter(p, t.identity().Agent)
 	gt.mu.Lock()
 	now := s.opt.Now()
 	st := gt.state()

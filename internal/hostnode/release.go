@@ -53,7 +53,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusConflict, fmt.Sprintf("dataset %s is not active on this host under order %s (carry out the activation order here first)", h.Dataset.Name, orderHex))
 		return
 	}
-	idDS := t.identity.Dataset(h.Dataset.Name)
+	idDS := t.identity().Dataset(h.Dataset.Name)
 	if idDS == nil || !idDS.Equal(h.Dataset) {
 		httpError(w, http.StatusForbidden, "the release's dataset identity is not the one this host serves")
 		return
@@ -77,12 +77,14 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "store release")
 		return
 	}
-	if err := atomicfile.Write(name, file, 0o600); err != nil {
-		httpError(w, http.StatusInternalServerError, "store release")
-		return
-	}
+	// Log before storing: a release stored but not logged would be
+	// answered 200 on retry, and never logged.
 	if _, err := s.events.append(r.Context(), ledger.ShareReleased{Guest: t.id, Dataset: h.Dataset.Name, Order: h.Order, Custodian: h.Fingerprint}); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "the log is unavailable; retry")
+		return
+	}
+	if err := atomicfile.Write(name, file, 0o600); err != nil {
+		httpError(w, http.StatusInternalServerError, "store release")
 		return
 	}
 	n, _ := os.ReadDir(dir)

@@ -173,7 +173,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Server, error) {
 
 func (s *Server) lookupGuest(g guest.ID) *guest.Identity {
 	if t := s.tenants[g]; t != nil {
-		return t.identity
+		return t.identity()
 	}
 	return nil
 }
@@ -189,6 +189,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/guests/{guest}/proof", s.authed(false, s.handleProof))
 	mux.HandleFunc("POST /v1/guests/{guest}/retain", s.authed(true, s.handleRetain))
 	mux.HandleFunc("POST /v1/guests/{guest}/heartbeat", s.authed(true, s.handleHeartbeat))
+	mux.HandleFunc("POST /v1/guests/{guest}/identity", s.authed(true, s.handleIdentity))
 	mux.HandleFunc("POST /v1/guests/{guest}/orders", s.handleOrder)
 	mux.HandleFunc("GET /v1/guests/{guest}/governance", s.handleGovernance)
 	mux.HandleFunc("POST /v1/guests/{guest}/releases", s.handleRelease)

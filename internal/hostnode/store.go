@@ -24,12 +24,12 @@ var ErrQuota = errors.New("quota exceeded")
 // tenant is one guest's storage on this host: its shard store, its outboards
 // and its quota accounting.
 type tenant struct {
-	id       guest.ID
-	identity *guest.Identity
-	quota    int64
-	store    shardstore.Store
-	obDir    string
-	gov      *govTenant // nil: no agreement in force
+	id    guest.ID
+	ident atomic.Pointer[guest.Identity] // swapped by a governed identity update
+	quota int64
+	store shardstore.Store
+	obDir string
+	gov   *govTenant // nil: no agreement in force
 
 	used     atomic.Int64 // bytes stored (objects only)
 	reserved atomic.Int64 // bytes of writes in flight
@@ -71,7 +71,8 @@ func openTenant(ctx context.Context, dir string, cfg *Config, g Guest, id *guest
 	if err != nil {
 		return nil, err
 	}
-	t := &tenant{id: gid, identity: id, quota: g.QuotaBytes, store: st, obDir: filepath.Join(dir, outboardDir, g.ID)}
+	t := &tenant{id: gid, quota: g.QuotaBytes, store: st, obDir: filepath.Join(dir, outboardDir, g.ID)}
+	t.ident.Store(id)
 	if err := os.MkdirAll(t.obDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -196,3 +197,6 @@ func (b readAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// identity returns the guest identity the host serves.
+func (t *tenant) identity() *guest.Identity { return t.ident.Load() }

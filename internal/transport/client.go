@@ -528,3 +528,17 @@ func (c *Client) SubmitRelease(ctx context.Context, release []byte) ([]byte, err
 	}
 	return b, nil
 }
+
+// PushIdentity sends the guest's public identity to the host, which takes it
+// only if every changed dataset carries the keys a rotate order named
+// (docs/spec/host-api.md).
+func (c *Client) PushIdentity(ctx context.Context, identity []byte) error {
+	_, err := c.doHeader(ctx, http.MethodPost, fmt.Sprintf("%s/v1/guests/%s/identity", c.d.BaseURL(), c.guest), identity, 0, nil)
+	if errors.Is(err, ErrFenced) {
+		err = fmt.Errorf("%w%s", ErrRefused, strings.TrimPrefix(err.Error(), ErrFenced.Error()))
+	}
+	if err != nil {
+		return fmt.Errorf("push identity to %s: %w", c.d.Name, err)
+	}
+	return nil
+}
