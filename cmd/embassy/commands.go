@@ -357,6 +357,7 @@ func (e *env) check(args []string) error {
 		witnessDescs = append(witnessDescs, d)
 	}
 	heads := map[string]uint64{}
+	var homeGov *check.HomeGov
 	connect, err := grantConnector(*grantFile, *grantKey)
 	if err != nil {
 		return err
@@ -368,6 +369,12 @@ func (e *env) check(args []string) error {
 			return err
 		}
 		specs, id = h.Config.Hosts, h.Identity
+		homeGov = &check.HomeGov{Writer: check.WriterID(h.Agent.Public())}
+		if a, err := h.Agreement(); err != nil {
+			homeGov.Err = err.Error()
+		} else if a != nil {
+			homeGov.Agreement, homeGov.Hash = a.Version, a.Hash()
+		}
 		if connect == nil {
 			connect = h.Connect
 		}
@@ -414,7 +421,7 @@ func (e *env) check(args []string) error {
 		st := check.DirState{Dir: *stateDir}
 		audit.Trust, audit.Evidence = st, st.Evidence
 	}
-	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData, Heads: heads, Audit: audit})
+	rep, err := check.Run(e.ctx, check.Options{Hosts: hs, Identity: id, Datasets: datasets, ReadData: *readData, Heads: heads, Audit: audit, Home: homeGov})
 	if err != nil {
 		return err
 	}
@@ -456,18 +463,30 @@ func (e *env) printCheck(rep *check.Report) {
 			fmt.Fprintf(e.stdout, "    storage proof: %d/%d sampled slices of %d shards proven (catches %.0f%% loss with %.4f%% confidence)\n",
 				p.OK, p.Items, p.Shards, p.Loss*100, p.Confidence*100)
 		}
+		if g := h.Governance; g != nil {
+			fmt.Fprintf(e.stdout, "    governance: %s\n", g.Summary())
+		}
 	}
 	for _, d := range rep.Datasets {
 		fmt.Fprintf(e.stdout, "  dataset %-12s %d snapshots (latest %d), %d packs, %d unrecoverable\n", d.Name, d.Snapshots, d.Latest, d.Packs, d.Unrecoverable)
 	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(e.stdout, "  %-7s %s\n", "NOTE", n.Message)
+	}
+	gov := 0
 	for _, p := range rep.Problems {
 		fmt.Fprintf(e.stdout, "  %-7s %s\n", strings.ToUpper(p.Severity), p.Message)
+		if check.GovernanceKind(p.Kind) {
+			gov++
+		}
 	}
 	switch {
 	case !rep.Restorable:
 		fmt.Fprintln(e.stdout, "result: DATA LOSS")
 	case !rep.Healthy:
 		fmt.Fprintln(e.stdout, "result: damaged, still restorable")
+	case gov > 0:
+		fmt.Fprintf(e.stdout, "result: healthy (storage); %d governance warnings above\n", gov)
 	default:
 		fmt.Fprintln(e.stdout, "result: healthy")
 	}

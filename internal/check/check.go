@@ -62,6 +62,9 @@ type HostReport struct {
 	// Log and Proof are set for remote hosts (host nodes).
 	Log   *LogReport   `json:"log,omitempty"`
 	Proof *ProofReport `json:"proof,omitempty"`
+	// Governance is what a host node says of the guest's agreement and
+	// datasets (absent when it has no agreement for the guest).
+	Governance *GovReport `json:"governance,omitempty"`
 }
 
 // DatasetReport summarises one dataset.
@@ -81,6 +84,8 @@ type Report struct {
 	Hosts      []HostReport    `json:"hosts"`
 	Datasets   []DatasetReport `json:"datasets"`
 	Problems   []Problem       `json:"problems"`
+	// Notes are informational findings (a dataset active on a host).
+	Notes []Note `json:"notes,omitempty"`
 }
 
 // Options configures a check.
@@ -94,6 +99,9 @@ type Options struct {
 	Heads map[string]uint64
 	// Audit configures the log and storage-proof audits of remote hosts.
 	Audit Audit
+	// Home, in the guest's own check, is the agreement HOME follows and its
+	// agent key, compared with what the hosts enforce.
+	Home *HomeGov
 }
 
 // Run checks every selected dataset on every host.
@@ -139,6 +147,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Restorable = false
 		}
 	}
+	// Governance warnings come after Healthy is decided: they do not count
+	// against it (see GovernanceKind).
+	auditGovernance(ctx, o, rep)
 	return rep, nil
 }
 
