@@ -48,19 +48,19 @@ const (
 // Effect is something a host must carry out (and log) after a transition.
 // Fields a kind does not use are empty.
 type Effect struct {
-	Kind      EffectKind
-	Dataset   string
-	Epoch     uint64
-	Writer    string // base64 sig.PublicKey
-	Host      string
-	Snapshot  string
-	Custodian string
-	Before    time.Time
-	Text      string // amend: "blake3:" + hex of the new agreement's text
-	Detail    string // a sentence for logs and notifications
-	Order     string // hex ID of the order behind it; "" for heartbeats and ticks
-	Reader    string // grant: the reader key fingerprint
-	NewKeys   string // rotate: the custodian's new keys fingerprint
+	Kind      EffectKind `json:"kind"`
+	Dataset   string     `json:"dataset,omitempty"`
+	Epoch     uint64     `json:"epoch,omitempty"`
+	Writer    string     `json:"writer,omitempty"` // base64 sig.PublicKey
+	Host      string     `json:"host,omitempty"`
+	Snapshot  string     `json:"snapshot,omitempty"`
+	Custodian string     `json:"custodian,omitempty"`
+	Before    time.Time  `json:"before,omitzero"`
+	Text      string     `json:"text,omitempty"`     // amend: "blake3:" + hex of the new agreement's text
+	Detail    string     `json:"detail,omitempty"`   // a sentence for logs and notifications
+	Order     string     `json:"order,omitempty"`    // hex ID of the order behind it; "" for heartbeats and ticks
+	Reader    string     `json:"reader,omitempty"`   // grant: the reader key fingerprint
+	NewKeys   string     `json:"new_keys,omitempty"` // rotate: the new keys' fingerprint (custodian or dataset)
 }
 
 // NewState returns the state of a guest's governance when agreement a first

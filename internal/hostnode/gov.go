@@ -446,29 +446,42 @@ func (s *Server) carryOut(ctx context.Context, t *tenant, file []byte, at time.T
 	}
 	o := so.Order
 	idHex := o.IDString()
+	// Check and log under the lock; wait for the cosignature without it
+	// (heartbeats, ticks and other orders go on meanwhile); apply under it
+	// again, against the state as it is then.
 	gt.mu.Lock()
-	defer gt.mu.Unlock()
 	st := gt.state()
 	if slices.Contains(st.Orders, idHex) && fromLog {
+		gt.mu.Unlock()
 		return &orderOutcome{Order: idHex, Kind: o.Kind, Already: true}
 	}
 	if err := gov.Check(so, a, st, at); err != nil {
+		gt.mu.Unlock()
 		return refusal(refusalCode(err), err)
 	}
 	idx, ok := gt.pending[idHex]
 	if !ok {
 		idx, err = s.events.append(ctx, ledger.OrderLogged{Guest: t.id, Order: file})
 		if err != nil {
+			gt.mu.Unlock()
 			return refusal(http.StatusServiceUnavailable, fmt.Errorf("log the order: %w; nothing was carried out, retry", err))
 		}
 		gt.pending[idHex] = idx
 		s.log.Info("order logged", "guest", t.id.String(), "order", idHex, "kind", string(o.Kind), "index", idx)
 	}
+	gt.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, s.opt.OrderTimeout)
 	err = s.cosign.awaitCosigned(wctx, idx+1)
 	cancel()
 	if err != nil {
 		return refusal(http.StatusServiceUnavailable, fmt.Errorf("order %s is logged at index %d but no checkpoint covering it is cosigned by %d witnesses yet, so it was not carried out; submit it again later (it will not be logged twice): %w", idHex, idx, s.cosign.threshold, err))
+	}
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	st = gt.state()
+	if slices.Contains(st.Orders, idHex) {
+		// Carried out meanwhile (a submission and a log read at once).
+		return &orderOutcome{Order: idHex, Kind: o.Kind, Logged: idx, Already: true, State: &st}
 	}
 	next, effects, err := st.Apply(so, a, at)
 	if err != nil {

@@ -444,10 +444,10 @@ type govHookEvent struct {
 	Guest string `json:"guest"`
 	Time  string `json:"time"`
 	Event struct {
-		Kind    gov.EffectKind
-		Dataset string
-		Epoch   uint64
-		Detail  string
+		Kind    gov.EffectKind `json:"kind"`
+		Dataset string         `json:"dataset"`
+		Epoch   uint64         `json:"epoch"`
+		Detail  string         `json:"detail"`
 	} `json:"event"`
 }
 
