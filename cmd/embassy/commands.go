@@ -166,29 +166,43 @@ func (e *env) init(args []string) error {
 }
 
 func (e *env) datasetAdd(args []string) error {
-	fs := newFlags("dataset add", e.stderr)
+	_, _, err := e.datasetKeys("dataset add", "directory to write the custodians' share files into", args,
+		func(h *home.Home, name, shares string) (*guest.Dataset, []home.ShareFile, error) {
+			files, err := h.AddDataset(name, shares)
+			if err != nil {
+				return nil, nil, err
+			}
+			d, err := h.Dataset(name)
+			return d, files, err
+		})
+	return err
+}
+
+// datasetKeys runs a command that makes a dataset's keys and shares (add,
+// rotate) and prints the dataset's fingerprint and the share files.
+func (e *env) datasetKeys(name, sharesHelp string, args []string, op func(h *home.Home, dataset, shares string) (*guest.Dataset, []home.ShareFile, error)) (*guest.Dataset, string, error) {
+	fs := newFlags(name, e.stderr)
 	homeDir := fs.String("home", "", "HOME directory")
-	shares := fs.String("shares", "", "directory to write the custodians' share files into")
+	shares := fs.String("shares", "", sharesHelp)
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, "", err
 	}
 	if *homeDir == "" || *shares == "" || fs.NArg() != 1 {
-		return usageErr("usage: embassy dataset add --home HOME --shares DIR NAME")
+		return nil, "", usageErr("usage: embassy %s --home HOME --shares DIR NAME", name)
 	}
 	h, err := home.Open(*homeDir)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	files, err := h.AddDataset(fs.Arg(0), *shares)
+	d, files, err := op(h, fs.Arg(0), *shares)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	d, _ := h.Dataset(fs.Arg(0))
 	fmt.Fprintf(e.stdout, "dataset %s: fingerprint %s\n", d.Name, d.Fingerprint())
 	for _, f := range files {
 		fmt.Fprintf(e.stdout, "  share for %s: %s\n", f.Custodian, f.Path)
 	}
-	return nil
+	return d, *homeDir, nil
 }
 
 func humanBytes(n uint64) string {

@@ -375,28 +375,14 @@ func loadWriterKey(file string) (*sig.PrivateKey, error) {
 
 // datasetRotate gives a dataset new keys and shares.
 func (e *env) datasetRotate(args []string) error {
-	fs := newFlags("dataset rotate", e.stderr)
-	homeDir := fs.String("home", "", "HOME directory")
-	shares := fs.String("shares", "", "directory to write the custodians' new share files into (without the old ones)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *homeDir == "" || *shares == "" || fs.NArg() != 1 {
-		return usageErr("usage: embassy dataset rotate --home HOME --shares DIR NAME")
-	}
-	h, err := home.Open(*homeDir)
+	ds, homeDir, err := e.datasetKeys("dataset rotate", "directory to write the custodians' new share files into (without the old ones)", args,
+		func(h *home.Home, name, shares string) (*guest.Dataset, []home.ShareFile, error) {
+			return h.RotateDataset(name, shares)
+		})
 	if err != nil {
 		return err
 	}
-	ds, files, err := h.RotateDataset(fs.Arg(0), *shares)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "dataset %s has new keys: fingerprint %s (the next backup uploads everything again)\n", ds.Name, ds.Fingerprint())
-	for _, f := range files {
-		fmt.Fprintf(e.stdout, "  share for %s: %s\n", f.Custodian, f.Path)
-	}
-	fmt.Fprintf(e.stdout, "under an agreement: custodians sign `embassy order draft --kind rotate --dataset %s --new-keys %s ...`, submit it, then `embassy identity push --home %s`\n", ds.Name, ds.Fingerprint(), *homeDir)
+	fmt.Fprintf(e.stdout, "the next backup uploads everything again under the new keys; under an agreement: custodians sign `embassy order draft --kind rotate --dataset %s --new-keys %s ...`, submit it, then `embassy identity push --home %s`\n", ds.Name, ds.Fingerprint(), homeDir)
 	return nil
 }
 

@@ -453,29 +453,24 @@ func (a *Agreement) checkSafety() error {
 
 // Custodian returns the custodian called name, or nil.
 func (a *Agreement) Custodian(name string) *Custodian {
-	for i := range a.Custodians {
-		if a.Custodians[i].Name == name {
-			return &a.Custodians[i]
-		}
-	}
-	return nil
+	return byName(a.Custodians, name, func(c *Custodian) string { return c.Name })
 }
 
 // Host returns the host called name, or nil.
 func (a *Agreement) Host(name string) *Host {
-	for i := range a.Hosts {
-		if a.Hosts[i].Name == name {
-			return &a.Hosts[i]
-		}
-	}
-	return nil
+	return byName(a.Hosts, name, func(h *Host) string { return h.Name })
 }
 
 // Dataset returns the dataset called name, or nil.
 func (a *Agreement) Dataset(name string) *Dataset {
-	for i := range a.Datasets {
-		if a.Datasets[i].Name == name {
-			return &a.Datasets[i]
+	return byName(a.Datasets, name, func(d *Dataset) string { return d.Name })
+}
+
+// byName returns the element of xs whose name is name, or nil.
+func byName[T any](xs []T, name string, nameOf func(*T) string) *T {
+	for i := range xs {
+		if nameOf(&xs[i]) == name {
+			return &xs[i]
 		}
 	}
 	return nil

@@ -151,18 +151,9 @@ func sealRelease(id *custodian.Identity, dataset []byte, order [16]byte, host st
 	w.LenBytes(dataset)
 	w.Fixed(order[:])
 	w.String(host)
-	header := bytes.Clone(w.Bytes())
-	kdf, aead := suite()
-	enc, sender, err := hpke.NewSender(pk, kdf, aead, []byte(ReleaseInfo))
+	enc, ct, err := sealPart(pk, ReleaseInfo, bytes.Clone(w.Bytes()), part)
 	if err != nil {
-		return nil, fmt.Errorf("hpke sender: %w", err)
-	}
-	ct, err := sender.Seal(header, part)
-	if err != nil {
-		return nil, fmt.Errorf("hpke seal: %w", err)
-	}
-	if len(enc) != EncSize || len(ct) != SealedSize {
-		return nil, fmt.Errorf("hpke produced %d+%d bytes, want %d+%d", len(enc), len(ct), EncSize, SealedSize)
+		return nil, err
 	}
 	w.Fixed(enc)
 	w.LenBytes(ct)

@@ -141,22 +141,31 @@ func seal(name, fingerprint string, dataset, part []byte, pk hpke.PublicKey) ([]
 	w.String(name)
 	w.Fixed(fp)
 	w.LenBytes(dataset)
-	header := w.Bytes()
-	kdf, aead := suite()
-	enc, sender, err := hpke.NewSender(pk, kdf, aead, []byte(Info))
+	enc, ct, err := sealPart(pk, Info, w.Bytes(), part)
 	if err != nil {
-		return nil, fmt.Errorf("hpke sender: %w", err)
-	}
-	ct, err := sender.Seal(header, part)
-	if err != nil {
-		return nil, fmt.Errorf("hpke seal: %w", err)
-	}
-	if len(enc) != EncSize || len(ct) != SealedSize {
-		return nil, fmt.Errorf("hpke produced %d+%d bytes, want %d+%d", len(enc), len(ct), EncSize, SealedSize)
+		return nil, err
 	}
 	w.Fixed(enc)
 	w.LenBytes(ct)
 	return w.Bytes(), nil
+}
+
+// sealPart HPKE-seals a plaintext share part to pk with the header as AAD
+// and checks the sizes the formats fix.
+func sealPart(pk hpke.PublicKey, info string, header, part []byte) (enc, ct []byte, err error) {
+	kdf, aead := suite()
+	enc, sender, err := hpke.NewSender(pk, kdf, aead, []byte(info))
+	if err != nil {
+		return nil, nil, fmt.Errorf("hpke sender: %w", err)
+	}
+	ct, err = sender.Seal(header, part)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hpke seal: %w", err)
+	}
+	if len(enc) != EncSize || len(ct) != SealedSize {
+		return nil, nil, fmt.Errorf("hpke produced %d+%d bytes, want %d+%d", len(enc), len(ct), EncSize, SealedSize)
+	}
+	return enc, ct, nil
 }
 
 // parsed is a share file split into its parts.
