@@ -127,6 +127,10 @@ type backup struct {
 	readers sync.WaitGroup
 	budget  *budget   // bytes read ahead of the workers
 	rbufs   sync.Pool // readers' chunker scan buffers (readerBuffer)
+	// scans bounds the files chunked at once (each holds a readerBuffer):
+	// one per CPU. The other readers go on reading small files, whose
+	// overlapping reads are what Readers is for.
+	scans chan struct{}
 
 	files, dirs, links                           atomic.Uint64
 	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
@@ -224,6 +228,7 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	}
 	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
 	b.rbufs.New = func() any { s := make([]byte, readerBuffer); return &s }
+	b.scans = make(chan struct{}, max(2, runtime.NumCPU()))
 	b.data = &packer{b: b, typ: pack.BlobData}
 	b.trees = &packer{b: b, typ: pack.BlobTree}
 
@@ -699,6 +704,12 @@ func (b *backup) readFile(path string, size int64, pf *pendingFile) error {
 		}
 		// It grew since it was listed: chunk what was read and the rest.
 		r = io.MultiReader(bytes.NewReader(buf), f)
+	}
+	select {
+	case b.scans <- struct{}{}:
+		defer func() { <-b.scans }()
+	case <-b.ctx.Done():
+		return context.Cause(b.ctx)
 	}
 	bufp := b.rbufs.Get().(*[]byte)
 	defer b.rbufs.Put(bufp)
