@@ -29,7 +29,7 @@ type hostProc struct {
 
 // hostUsage is what the host processes used over their lifetime.
 type hostUsage struct {
-	peakRSSKB []float64 // each process's peak RSS (getrusage of the waited child)
+	peakRSSKB []float64 // each process's peak RSS (VmHWM before the stop)
 	cpu       float64   // user + system seconds, summed
 }
 
@@ -142,11 +142,19 @@ func (hp *hostProcs) stop() (hostUsage, error) {
 	if hp == nil {
 		return u, nil
 	}
+	// Peak RSS from /proc (VmHWM), read before the stop: getrusage's
+	// ru_maxrss of a child also counts the runner's own RSS at the fork,
+	// because Go starts children with vfork and Linux records the shared
+	// address space's high-water mark at exec.
+	hwm := make([]float64, len(hp.procs))
+	for i, p := range hp.procs {
+		hwm[i] = vmHWM(p.cmd.Process.Pid)
+	}
 	for _, p := range hp.procs {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	var errs []error
-	for _, p := range hp.procs {
+	for i, p := range hp.procs {
 		select {
 		case <-p.done:
 		case <-time.After(30 * time.Second):
@@ -157,10 +165,10 @@ func (hp *hostProcs) stop() (hostUsage, error) {
 		if p.err != nil {
 			errs = append(errs, fmt.Errorf("host %s: %v\n%s", p.name, p.err, tail(p.log, 20)))
 		}
+		if hwm[i] > 0 {
+			u.peakRSSKB = append(u.peakRSSKB, hwm[i])
+		}
 		if st := p.cmd.ProcessState; st != nil {
-			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-				u.peakRSSKB = append(u.peakRSSKB, float64(ru.Maxrss)) // KiB on Linux
-			}
 			u.cpu += (st.UserTime() + st.SystemTime()).Seconds()
 		}
 	}
@@ -201,4 +209,24 @@ func freeAddrs(n int) ([]string, error) {
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// vmHWM returns a running process's peak resident set size in KiB
+// (/proc/PID/status VmHWM), or 0 if it cannot be read.
+func vmHWM(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+					return v
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -736,14 +736,36 @@ func (s *Server) tick(ctx context.Context, t *tenant, now time.Time) {
 	s.effects(ctx, t, effects)
 }
 
-// syncProgress is sync.json: how far each log was read.
-type syncProgress map[string]string // log origin → ledger.Trusted text
+// syncProgress is sync.json: how far each log was read, and the orders
+// read from other hosts' logs that had expired by the time this host read
+// them.
+type syncProgress struct {
+	Logs map[string]string `json:"logs"` // log origin → ledger.Trusted text
+	// Late are orders another host logged that were no longer valid when
+	// this host read them (it was down): carried out only once at least
+	// two other hosts' logs hold them (lateSightings), judged at the
+	// earliest time one logged them. A single host could otherwise
+	// resurrect an order the custodians signed but never used, by
+	// logging it with an old time.
+	Late map[string]*lateOrder `json:"late,omitempty"`
+}
+
+type lateOrder struct {
+	Order []byte   `json:"order"`
+	Hosts []string `json:"hosts"`
+	At    int64    `json:"at"` // earliest logged time, Unix seconds
+}
+
+// maxLate bounds the late orders remembered.
+const maxLate = 100
 
 // syncOrders reads the OrderLogged entries for this guest that appeared in
 // the other hosts' logs (and in this host's own, for orders logged but not
 // carried out before a crash) since the last pass, and carries out those not
-// carried out here yet. The guest is synced, and writes are accepted, once a
-// pass read every other host's log but at most one.
+// carried out here yet: judged at this host's clock, or — for one that has
+// expired meanwhile — at the time it was logged, once two other hosts' logs
+// hold it. The guest is synced, and writes are accepted, once a pass read
+// every other host's log but at most one (and at least one).
 func (s *Server) syncOrders(ctx context.Context, t *tenant) {
 	gt := t.gov
 	a := gt.agreement()
@@ -754,6 +776,12 @@ func (s *Server) syncOrders(ctx context.Context, t *tenant) {
 			prog = syncProgress{}
 		}
 	}
+	if prog.Logs == nil {
+		prog.Logs = map[string]string{}
+	}
+	if prog.Late == nil {
+		prog.Late = map[string]*lateOrder{}
+	}
 	others, reached := 0, 0
 	for _, h := range a.Hosts {
 		if h.Name == s.cfg.Name {
@@ -761,7 +789,7 @@ func (s *Server) syncOrders(ctx context.Context, t *tenant) {
 		}
 		others++
 		d := h.Descriptor
-		if err := s.syncFrom(ctx, t, &d, prog, s.peerFetcher(&d)); err != nil {
+		if err := s.syncFrom(ctx, t, &d, &prog, s.peerFetcher(&d)); err != nil {
 			s.log.Warn("read orders from peer log", "guest", t.id.String(), "peer", d.Name, "err", err)
 			continue
 		}
@@ -769,23 +797,49 @@ func (s *Server) syncOrders(ctx context.Context, t *tenant) {
 	}
 	own, err := LoadDescriptor(s.dir)
 	if err == nil {
-		err = s.syncFrom(ctx, t, own, prog, s.ownFetcher())
+		err = s.syncFrom(ctx, t, own, &prog, s.ownFetcher())
 	}
 	if err != nil {
 		s.log.Warn("read orders from own log", "err", err)
 	}
+	lateDone := s.carryOutLate(ctx, t, &prog, min(2, others))
 	if b, err := json.Marshal(prog); err == nil {
 		if err := atomicfile.Write(filepath.Join(gt.dir, syncFile), b, 0o600); err != nil {
 			s.log.Warn("save sync progress", "err", err)
 		}
 	}
-	if need := max(others-1, min(others, 1)); reached >= need && !gt.synced.Load() {
+	if need := max(others-1, min(others, 1)); reached >= need && lateDone && !gt.synced.Load() {
 		gt.synced.Store(true)
 		s.log.Info("governance synced from the other hosts' logs; accepting writes", "guest", t.id.String(), "logs_read", reached, "hosts", others)
 	}
 }
 
-func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descriptor, prog syncProgress, fetch func(context.Context, string) ([]byte, error)) error {
+// carryOutLate carries out the late orders enough other hosts logged. It
+// reports false if one of them could not be carried out for now (it stays
+// for the next pass).
+func (s *Server) carryOutLate(ctx context.Context, t *tenant, prog *syncProgress, need int) bool {
+	ok := true
+	for id, lo := range prog.Late {
+		if len(lo.Hosts) < need {
+			continue
+		}
+		out := s.carryOut(ctx, t, lo.Order, time.Unix(lo.At, 0), true)
+		switch {
+		case out.err != nil && out.code >= http.StatusInternalServerError:
+			s.log.Warn("late order not carried out yet", "guest", t.id.String(), "order", id, "err", out.err)
+			ok = false
+			continue
+		case out.err != nil:
+			s.log.Warn("late order refused", "guest", t.id.String(), "order", id, "logged_by", lo.Hosts, "err", out.err)
+		case !out.Already:
+			s.log.Info("carried out an order that expired before this host read it", "guest", t.id.String(), "order", id, "logged_by", lo.Hosts, "judged_at", time.Unix(lo.At, 0).UTC())
+		}
+		delete(prog.Late, id)
+	}
+	return ok
+}
+
+func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descriptor, prog *syncProgress, fetch func(context.Context, string) ([]byte, error)) error {
 	v, err := ledger.NewVerifier(d.Log.Origin, d.Log.Keys)
 	if err != nil {
 		return err
@@ -798,7 +852,7 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 		return err
 	}
 	var trusted ledger.Trusted
-	if txt, ok := prog[d.Log.Origin]; ok {
+	if txt, ok := prog.Logs[d.Log.Origin]; ok {
 		if err := trusted.UnmarshalText([]byte(txt)); err != nil {
 			trusted = ledger.Trusted{}
 		}
@@ -807,6 +861,7 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 	if err != nil {
 		return fmt.Errorf("log of %s does not extend what this host read before: %w", d.Name, err)
 	}
+	own := d.Name == s.cfg.Name
 	from := trusted.Size
 	for from < cp.Size {
 		to := min(cp.Size, from+4096)
@@ -819,7 +874,11 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 			if !ok || ev.Guest != t.id {
 				continue
 			}
-			if d.Name == s.cfg.Name {
+			// This host's own entries are judged at its own logged time
+			// (it checked them then); another host's at this host's clock.
+			at := s.opt.Now()
+			if own {
+				at = time.Unix(e.Time, 0)
 				// Our own entry: never log it a second time.
 				if so, err := gov.OpenOrder(ev.Order, t.gov.agreement()); err == nil {
 					t.gov.mu.Lock()
@@ -829,7 +888,7 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 					t.gov.mu.Unlock()
 				}
 			}
-			out := s.carryOut(ctx, t, ev.Order, time.Unix(e.Time, 0), true)
+			out := s.carryOut(ctx, t, ev.Order, at, true)
 			switch {
 			case out.err != nil && out.code >= http.StatusInternalServerError:
 				// Not carried out for now (no cosigned checkpoint in time, the
@@ -837,6 +896,8 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 				// the next pass tries it again, and do not count this log as
 				// read (writes stay refused until the order is carried out).
 				return fmt.Errorf("order at index %d of %s's log not carried out yet: %w", from+uint64(i), d.Name, out.err)
+			case out.err != nil && !own && errors.Is(out.err, gov.ErrExpired):
+				s.noteLate(t, prog, d.Name, ev.Order, e.Time)
 			case out.err != nil:
 				s.log.Warn("order from log not carried out", "guest", t.id.String(), "log", d.Name, "index", from+uint64(i), "err", out.err)
 			case !out.Already:
@@ -849,8 +910,32 @@ func (s *Server) syncFrom(ctx context.Context, t *tenant, d *transport.Descripto
 	if err != nil {
 		return err
 	}
-	prog[d.Log.Origin] = string(txt)
+	prog.Logs[d.Log.Origin] = string(txt)
 	return nil
+}
+
+// noteLate records that host logged an order that had expired by the time
+// this host read it.
+func (s *Server) noteLate(t *tenant, prog *syncProgress, host string, order []byte, at int64) {
+	so, err := gov.OpenOrder(order, t.gov.agreement())
+	if err != nil {
+		return
+	}
+	id := so.Order.IDString()
+	lo := prog.Late[id]
+	if lo == nil {
+		if len(prog.Late) >= maxLate {
+			s.log.Warn("too many late orders remembered; dropping one", "guest", t.id.String(), "order", id)
+			return
+		}
+		lo = &lateOrder{Order: order, At: at}
+		prog.Late[id] = lo
+	}
+	if !slices.Contains(lo.Hosts, host) {
+		lo.Hosts = append(lo.Hosts, host)
+	}
+	lo.At = min(lo.At, at)
+	s.log.Warn("an order expired before this host read it; it is carried out once two other hosts' logs hold it", "guest", t.id.String(), "order", id, "logged_by", lo.Hosts)
 }
 
 func (s *Server) peerFetcher(d *transport.Descriptor) func(context.Context, string) ([]byte, error) {

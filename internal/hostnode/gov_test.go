@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -853,5 +854,59 @@ func TestGovSyncCatchesUp(t *testing.T) {
 	}
 	if err := govPut(f.writer(t, "c", newWriter, govDataset, 2), "continuity"); err != nil {
 		t.Fatalf("host c on the new writer's write: %v", err)
+	}
+}
+
+// TestGovLateOrder: a host that was down for longer than an order was valid
+// carries it out from the other hosts' logs only if at least two of them
+// logged it; one host's log alone could resurrect an order the custodians
+// never used, backdated.
+func TestGovLateOrder(t *testing.T) {
+	t.Parallel()
+	f := newGovFixture(t, "", 20*time.Second)
+
+	// Three hosts carry out an activation while d is down; d returns after
+	// the order expired and carries it out, judged at when it was logged.
+	f.stop(t, "d")
+	o, file, _ := f.activation(t, "b")
+	f.submit(t, file, "a", "b", "c")
+	f.clock.Advance(2 * time.Hour)
+	f.start(t, "d")
+	f.waitStatus(t, "d", "synced at epoch 2 from the expired order", func(s govStatus) bool {
+		ds := s.State.Datasets[govDataset]
+		return s.Synced && ds.Epoch == 2 && ds.Order == o.IDString()
+	})
+	if err := govPut(f.writer(t, "d", f.g.agent, govDataset, 1), "seized home"); !errors.Is(err, transport.ErrFenced) {
+		t.Fatalf("host d on the old home's write: %v, want ErrFenced", err)
+	}
+
+	// A return order that only a logged (the others were down, so a could
+	// not get it cosigned), read by the others after it expired: a carries
+	// it out once they are back, but they do not, on a's word alone.
+	f.stop(t, "b", "c", "d")
+	ret, rfile := f.order(t, gov.Order{Kind: gov.Return, Dataset: govDataset, Epoch: 3,
+		Writer: base64.StdEncoding.EncodeToString(f.g.agent.Public().Bytes()), Reason: "home is back"}, "alice", "bob")
+	if _, err := f.anon(t, "a").SubmitOrder(context.Background(), rfile); err == nil {
+		t.Fatal("host a carried out an order with no witness up")
+	}
+	f.clock.Advance(2 * time.Hour)
+	for _, n := range []string{"b", "c", "d"} {
+		f.start(t, n)
+	}
+	f.waitStatus(t, "a", "the return carried out at a", func(s govStatus) bool {
+		return s.State.Datasets[govDataset].Epoch == 3
+	})
+	for _, n := range []string{"b", "c"} {
+		f.waitStatus(t, n, "synced", func(s govStatus) bool { return s.Synced })
+	}
+	time.Sleep(2 * f.opt.SyncInterval)
+	for _, n := range []string{"b", "c", "d"} {
+		s, err := f.status(t, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds := s.State.Datasets[govDataset]; ds.Epoch != 2 || slices.Contains(s.State.Orders, ret.IDString()) {
+			t.Fatalf("host %s carried out an expired order only one host logged: %+v", n, ds)
+		}
 	}
 }
