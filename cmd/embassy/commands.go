@@ -564,19 +564,11 @@ func (e *env) restore(args []string) error {
 		}
 		shares = append(shares, restore.ShareFile{Name: f, Data: b})
 	}
-	res, err := restore.Run(e.ctx, restore.Options{
+	res, err := e.runRestore(restore.Options{
 		Hosts: hs, Shares: shares, Identities: ids, Dataset: *dataset, Snapshot: *snap, Target: *target,
-		Warn: func(s string) {
-			if !*asJSON {
-				fmt.Fprintf(e.stderr, "warning: %s\n", s)
-			}
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("restore failed, nothing was restored: %w", err)
-	}
-	if *asJSON {
-		return e.printJSON(res)
+	}, *asJSON)
+	if err != nil || res == nil {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "restored snapshot %d of %s (dataset fingerprint %s) to %s: %d files, %d dirs, %d symlinks, %s\n",
 		res.Seq, res.Dataset, res.Fingerprint, res.Path, res.Files, res.Dirs, res.Symlinks, humanBytes(res.Bytes))
@@ -600,4 +592,22 @@ func (e *env) shareInspect(args []string) error {
 			f, h.Dataset.Name, h.Dataset.Fingerprint(), h.Dataset.GuestName, h.Custodian, h.Fingerprint, h.Dataset.Threshold, len(h.Dataset.Custodians))
 	}
 	return nil
+}
+
+// runRestore runs a restore with warnings on stderr (none with --json). With
+// asJSON it prints the result and returns nil; otherwise the caller prints it.
+func (e *env) runRestore(o restore.Options, asJSON bool) (*restore.Result, error) {
+	o.Warn = func(s string) {
+		if !asJSON {
+			fmt.Fprintf(e.stderr, "warning: %s\n", s)
+		}
+	}
+	res, err := restore.Run(e.ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("restore failed, nothing was restored: %w", err)
+	}
+	if asJSON {
+		return nil, e.printJSON(res)
+	}
+	return res, nil
 }

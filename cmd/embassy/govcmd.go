@@ -341,17 +341,9 @@ func (e *env) hostRestore(args []string) error {
 	if *snap == "" {
 		*snap = act.Snapshot
 	}
-	res, err := restore.Run(e.ctx, restore.Options{Hosts: hs, Opened: act.Shares, Dataset: *dataset, Snapshot: *snap, Target: *target,
-		Warn: func(s string) {
-			if !*asJSON {
-				fmt.Fprintf(e.stderr, "warning: %s\n", s)
-			}
-		}})
-	if err != nil {
-		return fmt.Errorf("restore failed, nothing was restored: %w", err)
-	}
-	if *asJSON {
-		return e.printJSON(res)
+	res, err := e.runRestore(restore.Options{Hosts: hs, Opened: act.Shares, Dataset: *dataset, Snapshot: *snap, Target: *target}, *asJSON)
+	if err != nil || res == nil {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "host restored snapshot %d (%s…) of %s, named by order %s, from %d released shares to %s: %d files, %s\n",
 		res.Seq, res.Envelope[:16], res.Dataset, act.Order, len(act.Shares), res.Path, res.Files, humanBytes(res.Bytes))
