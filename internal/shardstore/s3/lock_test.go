@@ -311,8 +311,13 @@ func TestLockHoldsAgainstOwnCredentials(t *testing.T) {
 			if _, err := r.ReadAt(b, 100); err != nil || !bytes.Equal(b, data[100:110]) {
 				t.Fatalf("ReadAt after overwrite: %v", err)
 			}
-			if ru, err := st.RetainUntil(bg, shardstore.KindShard, id); err != nil || !ru.Equal(until) {
-				t.Fatalf("RetainUntil = %v, %v; want the original version's %v", ru, err, until)
+			// The "same store" subtest's Put below stores the bytes again
+			// with a later retain-until; versitygw times versions to the
+			// second, so a restarted store may pin either valid version
+			// (both hash to the address): the retention is at least the
+			// original's.
+			if ru, err := st.RetainUntil(bg, shardstore.KindShard, id); err != nil || ru.Before(until) {
+				t.Fatalf("RetainUntil = %v, %v; want at least the original version's %v", ru, err, until)
 			}
 			// A Put of the same object is still a no-op.
 			putObj(t, st, shardstore.KindShard, data)
