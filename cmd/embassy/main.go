@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/embassy-project/embassy/internal/agent"
 )
 
 // Exit codes (documented in usage and README).
@@ -46,10 +48,11 @@ const memoryLimit = 256 << 20
 // blocked in a read of a regular file holds its P until the scheduler hands
 // it off, so with two Ps few of the backup's readers overlap; on the
 // benchmark machine (2 CPUs) a cold backup of 116 000 small files took 8.0 s
-// with GOMAXPROCS=2 and 5.0 s with 8. CPU-bound pools stay sized to the
-// CPUs. Restore gained nothing from it (2.5–2.7 s either way), so only backup
-// raises it; GOMAXPROCS in the environment overrides it.
-const backupProcs = 8
+// with GOMAXPROCS=2 and 5.0 s with 8. It is one per reader
+// (agent.Readers). CPU-bound pools stay sized to the CPUs. Restore gained
+// nothing from it (2.5–2.7 s either way), so only backup raises it;
+// GOMAXPROCS in the environment overrides it.
+const backupProcs = agent.Readers
 
 // raiseProcs raises GOMAXPROCS to at least n unless the environment sets it,
 // and returns a function that puts it back.
@@ -69,8 +72,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	os.Exit(exitCode(err, os.Stderr))
 }
+
+// stopProfile ends a profile started by a build with -tags profile.
+var stopProfile = func() {}
 
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {

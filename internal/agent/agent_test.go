@@ -33,6 +33,7 @@ import (
 	"github.com/embassy-project/embassy/internal/custodian"
 	"github.com/embassy-project/embassy/internal/home"
 	"github.com/embassy-project/embassy/internal/hosts"
+	"github.com/embassy-project/embassy/internal/pack"
 	"github.com/embassy-project/embassy/internal/restore"
 	"github.com/embassy-project/embassy/internal/sample"
 	"github.com/embassy-project/embassy/internal/shardstore"
@@ -778,5 +779,141 @@ func TestConcurrentBackupRefused(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
 	if _, err := e.backup(src); err == nil || !strings.Contains(err.Error(), "another backup") {
 		t.Fatalf("got %v, want a refusal naming the running backup", err)
+	}
+}
+
+// TestSmallFilesShareFrames: small files are compressed together in frames
+// (docs/spec/pack.md), which is what makes a register of many small JSON
+// documents compress well; duplicates within and across frames, and across
+// backups, are stored once; the restore is exact.
+func TestSmallFilesShareFrames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t.TempDir())
+	src := filepath.Join(e.dir, "companies")
+	r := rand.New(rand.NewPCG(7, 7))
+	const count = 3000
+	alone := map[string]int{} // distinct documents → their size compressed alone
+	for i := 0; i < count; i++ {
+		dir := filepath.Join(src, fmt.Sprintf("%02d", i%37))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		doc := fmt.Sprintf("{\n  \"registry_code\": \"%08d\",\n  \"name\": \"Company %d OÜ\",\n  \"status\": %q,\n  \"address\": {\"county\": %q, \"street\": \"Pikk %d\"},\n  \"capital_eur\": %d\n}\n",
+			i%2500, i%2500, []string{"active", "liquidated", "bankrupt"}[r.IntN(3)],
+			[]string{"Harju", "Tartu", "Ida-Viru", "Pärnu"}[r.IntN(4)], r.IntN(200), 2500*(1+r.IntN(40)))
+		if i%2500 != i {
+			doc = fmt.Sprintf("{\n  \"registry_code\": \"%08d\",\n  \"name\": \"Company %d OÜ\"\n}\n", i%2500, i%2500)
+			if i%3 == 0 {
+				doc = "duplicate\n" // the same small blob in many files and frames
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%06d.json", i)), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		alone[doc] = len(pack.Compress(nil, []byte(doc)))
+	}
+	var storedAlone int
+	for _, n := range alone {
+		storedAlone += n
+	}
+	// A file larger than SmallBlob is a frame of its own, and a copy of a
+	// small file elsewhere is deduplicated.
+	if err := os.WriteFile(filepath.Join(src, "scan.bin"), randomBytes(agent.SmallBlob+1, 9), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r1 := e.mustBackup(src)
+	t.Logf("first: %+v", *r1)
+	// Compressed alone, the distinct documents would take storedAlone
+	// bytes; in frames they take a fraction of that, so that everything
+	// stored (documents, trees, pack indexes, the raw scan) is less.
+	if stored := r1.StoredBytes - uint64(agent.SmallBlob+1); stored >= uint64(storedAlone) {
+		t.Errorf("stored %d bytes (trees and indexes included); the documents alone compress to %d: frames are not shared", stored, storedAlone)
+	}
+	target := filepath.Join(e.dir, "restored")
+	e.restore("latest", target)
+	compare(t, src, filepath.Join(target, "companies"))
+
+	// Renamed and copied files: their blobs are in the cache, nothing new
+	// but trees is stored.
+	if err := os.Rename(filepath.Join(src, "00"), filepath.Join(src, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(src, "01", "000001.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "copy.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2 := e.mustBackup(src)
+	t.Logf("second: %+v", *r2)
+	if r2.ReadBytes == 0 || r2.NewBytes >= r2.ReadBytes {
+		t.Errorf("second backup read %d bytes and stored %d new: re-read files should deduplicate", r2.ReadBytes, r2.NewBytes)
+	}
+	target2 := filepath.Join(e.dir, "restored2")
+	e.restore("latest", target2)
+	compare(t, src, filepath.Join(target2, "companies"))
+	e.checkHealthy(true)
+}
+
+// TestFileChangesWhileListed: a small file that grew or shrank between the
+// directory listing and its read is stored as read, whole (it replaces the
+// walker's file opener, so it does not run in parallel).
+func TestFileChangesWhileListed(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	src := filepath.Join(e.dir, "src")
+	files := map[string][]byte{
+		"grew.json":   []byte(strings.Repeat(`{"row":1}`, 50)),
+		"shrank.json": []byte(strings.Repeat(`{"row":2}`, 50)),
+		"empty-now":   []byte("gone soon\n"),
+		"same.json":   []byte(`{"row":3}`),
+		"grew-big":    []byte("x"),
+	}
+	for name, data := range files {
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown := randomBytes(agent.SmallBlob*5, 4) // past the smallest chunk: chunked
+	reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
+		var err error
+		switch filepath.Base(p) {
+		case "grew.json":
+			err = os.WriteFile(p, append(files["grew.json"], "+appended"...), 0o644)
+		case "shrank.json":
+			err = os.Truncate(p, 7)
+		case "empty-now":
+			err = os.Truncate(p, 0)
+		case "grew-big":
+			err = os.WriteFile(p, grown, 0o644)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return os.Open(p)
+	})
+	r := e.mustBackup(src)
+	reset()
+	t.Logf("%+v", *r)
+	target := filepath.Join(e.dir, "restored")
+	e.restore("latest", target)
+	want := map[string][]byte{
+		"grew.json":   append(files["grew.json"], "+appended"...),
+		"shrank.json": files["shrank.json"][:7],
+		"empty-now":   {},
+		"same.json":   files["same.json"],
+		"grew-big":    grown,
+	}
+	for name, w := range want {
+		got, err := os.ReadFile(filepath.Join(target, "src", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, w) {
+			t.Errorf("%s: restored %d bytes, want the %d read", name, len(got), len(w))
+		}
 	}
 }

@@ -160,12 +160,29 @@ func codec(p Params) (reedsolomon.Encoder, error) {
 
 // Encode cuts pack into N shard files; shard i belongs to host i.
 func Encode(p Params, packID [16]byte, pack []byte) ([][]byte, error) {
+	return EncodeInto(nil, p, packID, pack)
+}
+
+// BufferSize is the length of the N shards of a pack of packLen bytes
+// together: the buffer EncodeInto needs to cut them from.
+func BufferSize(p Params, packLen int) int {
+	return p.N * (HeaderSize + int(payloadLen(uint64(packLen), p.K)))
+}
+
+// EncodeInto is Encode with the shards cut from buf when it is large enough
+// (its contents are overwritten), so a caller coding many packs can reuse
+// one buffer; buf must not overlap pack.
+func EncodeInto(buf []byte, p Params, packID [16]byte, pack []byte) ([][]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	l := int(payloadLen(uint64(len(pack)), p.K))
 	size := HeaderSize + l
-	buf := make([]byte, p.N*size)
+	if cap(buf) < p.N*size {
+		buf = make([]byte, p.N*size)
+	} else {
+		buf = buf[:p.N*size]
+	}
 	shards := make([][]byte, p.N)
 	payloads := make([][]byte, p.N)
 	h := Header{K: p.K, N: p.N, PackID: packID, PackLen: uint64(len(pack)), PayloadLen: uint64(l)}
@@ -175,8 +192,12 @@ func Encode(p Params, packID [16]byte, pack []byte) ([][]byte, error) {
 		h.appendTo(s[:0])
 		shards[i] = s
 		payloads[i] = s[HeaderSize:]
-		if i < p.K && i*l < len(pack) {
-			copy(payloads[i], pack[i*l:]) // the tail of the last data shards stays zero
+		if i < p.K {
+			n := 0
+			if i*l < len(pack) {
+				n = copy(payloads[i], pack[i*l:])
+			}
+			clear(payloads[i][n:]) // the last data shards are padded with zeros
 		}
 	}
 	if l > 0 && p.N > p.K {

@@ -597,3 +597,31 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestEncodeIntoDirtyBuffer: shards cut from a reused buffer full of old
+// bytes are identical to fresh ones (the padding is cleared), for every
+// pack length around the shard boundaries.
+func TestEncodeIntoDirtyBuffer(t *testing.T) {
+	for _, p := range []Params{{K: 2, N: 3}, {K: 4, N: 6}, {K: 1, N: 3}} {
+		for _, n := range []int{0, 1, 7, 1000, 4097} {
+			pack := randBytes(uint64(n), n)
+			want, err := Encode(p, [16]byte{9}, pack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := bytes.Repeat([]byte{0xa5}, BufferSize(p, n)+13)
+			got, err := EncodeInto(buf, p, [16]byte{9}, pack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("%v, %d bytes: shard %d differs from Encode's", p, n, i)
+				}
+				if &got[i][0] != &buf[i*len(want[i])] {
+					t.Fatalf("%v, %d bytes: shard %d not cut from the buffer", p, n, i)
+				}
+			}
+		}
+	}
+}

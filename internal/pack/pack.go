@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -37,16 +38,22 @@ const (
 	// Tree blobs must be split to fit.
 	MaxRawLength = chunk.MaxSize
 	// MaxStoredLength is the largest stored form: one codec byte more than
-	// the largest raw blob.
+	// the largest raw blob or frame.
 	MaxStoredLength = MaxRawLength + 1
+	// MaxFrameLength is the largest raw (decompressed) frame: the blobs of
+	// one frame together are no longer than the largest blob.
+	MaxFrameLength = MaxRawLength
 	// MaxBlobs is the most blobs one pack may index. A 16 MiB pack reaches it
 	// only with blobs of 16 bytes on average.
 	MaxBlobs = 1 << 20
 	// TrailerSize is the length of the fixed trailer at the end of a pack.
 	TrailerSize = 4 + 1 + len(magic)
 
-	magic   = "EMBPACK1"
-	version = 1
+	magic = "EMBPACK1"
+	// version is what Builder writes: 2, frames of several blobs. Readers
+	// also accept version 1, where every blob is its own frame.
+	version   = 2
+	versionV1 = 1
 
 	// minEntrySize is the shortest encoded index entry: type, ID, two
 	// one-byte varints.
@@ -61,14 +68,29 @@ const (
 
 var _ [idSize]byte = chunk.ID{} // idSize must track chunk.ID
 
-// Entry locates one blob in a pack.
+// Entry locates one blob in a pack. A blob lives in a frame: one stored
+// (compressed) form holding the raw bytes of one or more blobs back to back.
 type Entry struct {
 	Type BlobType
 	ID   chunk.ID
-	// Offset and Length locate the stored form within the pack plaintext.
+	// Offset and Length locate the stored form of the blob's frame within
+	// the pack plaintext. Every blob of a frame has the same Offset and Length.
 	Offset, Length uint64
 	// RawLength is the length of the blob once decompressed.
 	RawLength uint64
+	// Skip is where the blob starts in its frame's raw bytes, and
+	// FrameLength the length of those raw bytes (the frame's decompressed
+	// length). A blob alone in its frame has Skip 0 and FrameLength equal
+	// to RawLength.
+	Skip, FrameLength uint64
+}
+
+// Member is one blob of a frame being added: its type, ID and raw length.
+// The frame's raw bytes are its members' raw bytes in order.
+type Member struct {
+	Type      BlobType
+	ID        chunk.ID
+	RawLength int
 }
 
 // Builder assembles a pack plaintext. The zero value is not usable; call
@@ -87,32 +109,63 @@ func NewBuilder() *Builder { return &Builder{} }
 // buffer on the way there.
 func NewBuilderSize(capacity int) *Builder { return &Builder{buf: make([]byte, 0, capacity)} }
 
-// Add appends the stored form of a blob (as made by Compress) and returns its
-// index entry. It panics on arguments no caller should pass: an unknown type,
-// an empty stored form, a raw length above MaxRawLength, a stored form longer
-// than rawLen+1, or a pack already holding MaxBlobs blobs. Callers cut packs
-// by Size and Count well before those limits.
+// NewBuilderBuffer returns an empty Builder that fills buf[:0] first, e.g. the
+// plaintext of a pack already sealed, so packs reuse one buffer.
+func NewBuilderBuffer(buf []byte) *Builder { return &Builder{buf: buf[:0]} }
+
+// Add appends the stored form of a blob (as made by Compress) as a frame of
+// its own and returns its index entry. It panics on arguments no caller
+// should pass: an unknown type, an empty stored form, a raw length above
+// MaxRawLength, a stored form longer than rawLen+1, or a pack already holding
+// MaxBlobs blobs. Callers cut packs by Size and Count well before those
+// limits.
 func (b *Builder) Add(t BlobType, id chunk.ID, stored []byte, rawLen int) Entry {
+	return b.AddFrame(stored, []Member{{Type: t, ID: id, RawLength: rawLen}})[0]
+}
+
+// AddFrame appends one frame: stored is the stored form (as made by
+// Compress) of the members' raw bytes concatenated in order. It returns the
+// members' index entries, which the Builder does not keep a reference to.
+// It panics like Add, and also on an empty member list or a frame whose raw
+// length exceeds MaxFrameLength.
+func (b *Builder) AddFrame(stored []byte, members []Member) []Entry {
+	frameLen := 0
+	for _, m := range members {
+		switch {
+		case !m.Type.valid():
+			panic(fmt.Sprintf("pack: add blob of %v", m.Type))
+		case m.RawLength < 0 || m.RawLength > MaxRawLength:
+			panic(fmt.Sprintf("pack: add blob of raw length %d", m.RawLength))
+		}
+		frameLen += m.RawLength
+	}
 	switch {
-	case !t.valid():
-		panic(fmt.Sprintf("pack: add blob of %v", t))
-	case rawLen < 0 || rawLen > MaxRawLength:
-		panic(fmt.Sprintf("pack: add blob of raw length %d", rawLen))
-	case len(stored) == 0 || len(stored) > rawLen+1:
-		panic(fmt.Sprintf("pack: add stored form of %d bytes for %d raw bytes", len(stored), rawLen))
-	case len(b.entries) >= MaxBlobs:
+	case len(members) == 0:
+		panic("pack: add a frame of no blobs")
+	case frameLen > MaxFrameLength:
+		panic(fmt.Sprintf("pack: add a frame of raw length %d", frameLen))
+	case len(stored) == 0 || len(stored) > frameLen+1:
+		panic(fmt.Sprintf("pack: add stored form of %d bytes for %d raw bytes", len(stored), frameLen))
+	case len(b.entries)+len(members) > MaxBlobs:
 		panic("pack: add blob to a full pack")
 	}
-	e := Entry{Type: t, ID: id, Offset: uint64(len(b.buf)), Length: uint64(len(stored)), RawLength: uint64(rawLen)}
+	off := uint64(len(b.buf))
 	if cap(b.buf)-len(b.buf) < len(stored) {
 		// Double rather than let append grow large slices by 1.25×: a 16 MiB
 		// pack then costs a handful of copies instead of a dozen.
 		b.buf = slices.Grow(b.buf, max(len(stored), cap(b.buf), minGrow))
 	}
 	b.buf = append(b.buf, stored...)
-	b.entries = append(b.entries, e)
-	b.indexLen += entrySize(e)
-	return e
+	start := len(b.entries)
+	var skip uint64
+	for i, m := range members {
+		e := Entry{Type: m.Type, ID: m.ID, Offset: off, Length: uint64(len(stored)), RawLength: uint64(m.RawLength),
+			Skip: skip, FrameLength: uint64(frameLen)}
+		skip += e.RawLength
+		b.entries = append(b.entries, e)
+		b.indexLen += entrySize(e, i == 0)
+	}
+	return slices.Clone(b.entries[start:])
 }
 
 // Count returns the number of blobs added.
@@ -130,10 +183,16 @@ func (b *Builder) Finish() []byte {
 	w := wire.NewWriter(b.buf)
 	start := w.Len()
 	w.Uvarint(uint64(len(b.entries)))
-	for _, e := range b.entries {
+	for i, e := range b.entries {
 		w.Byte(byte(e.Type))
 		w.Fixed(e.ID[:])
-		w.Uvarint(e.Length)
+		// Frames never share an offset (a stored form is at least a byte),
+		// so a new offset starts a frame.
+		if i == 0 || e.Offset != b.entries[i-1].Offset {
+			w.Uvarint(e.Length)
+		} else {
+			w.Uvarint(0) // the frame goes on
+		}
 		w.Uvarint(e.RawLength)
 	}
 	w.Uint32(uint32(w.Len() - start))
@@ -147,8 +206,13 @@ func (b *Builder) Finish() []byte {
 // Reset empties the Builder, dropping anything added.
 func (b *Builder) Reset() { *b = Builder{} }
 
-func entrySize(e Entry) int {
-	return 1 + len(e.ID) + uvarintLen(e.Length) + uvarintLen(e.RawLength)
+// entrySize is the encoded length of e, first in its frame or not.
+func entrySize(e Entry, first bool) int {
+	n := 1 + len(e.ID) + uvarintLen(e.RawLength)
+	if first {
+		return n + uvarintLen(e.Length)
+	}
+	return n + 1
 }
 
 func uvarintLen(v uint64) int {
@@ -156,37 +220,39 @@ func uvarintLen(v uint64) int {
 	return binary.PutUvarint(b[:], v)
 }
 
-// trailer checks the trailer of plain and returns the index and the length of
-// the blob area.
-func trailer(plain []byte) (index []byte, blobEnd int, err error) {
+// trailer checks the trailer of plain and returns the index, the length of
+// the blob area and the format version.
+func trailer(plain []byte) (index []byte, blobEnd int, ver byte, err error) {
 	if len(plain) < TrailerSize {
-		return nil, 0, wire.Corruptf("pack: %d bytes, shorter than the trailer", len(plain))
+		return nil, 0, 0, wire.Corruptf("pack: %d bytes, shorter than the trailer", len(plain))
 	}
 	t := wire.NewReader(plain[len(plain)-TrailerSize:], "pack trailer")
 	n := t.Uint32()
 	v := t.Byte()
 	t.Magic(magic)
 	if err := t.Done(); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	if v != version {
-		return nil, 0, wire.Corruptf("pack: unknown version %d", v)
+	if v != version && v != versionV1 {
+		return nil, 0, 0, wire.Corruptf("pack: unknown version %d", v)
 	}
 	rest := len(plain) - TrailerSize
 	if uint64(n) > uint64(rest) || uint64(n) > maxIndexLength {
-		return nil, 0, wire.Corruptf("pack: index length %d does not fit %d bytes", n, rest)
+		return nil, 0, 0, wire.Corruptf("pack: index length %d does not fit %d bytes", n, rest)
 	}
-	return plain[rest-int(n) : rest], rest - int(n), nil
+	return plain[rest-int(n) : rest], rest - int(n), v, nil
 }
 
-// ParseIndex reads the index of a pack plaintext. It checks that every entry
-// has a known type and lengths within the limits, and that the blobs tile the
-// blob area exactly: each starts where the previous one ends and the last ends
-// where the index begins, so blobs never overlap and no byte is unaccounted
-// for. The same ID may appear twice (deduplication is the writer's business,
-// not a format rule). Errors wrap wire.ErrCorrupt.
+// ParseIndex reads the index of a pack plaintext (version 1 or 2). It checks
+// that every entry has a known type and lengths within the limits, and that
+// the frames tile the blob area exactly: each starts where the previous one
+// ends and the last ends where the index begins, so frames never overlap and
+// no byte is unaccounted for; a frame's stored form is at most one byte
+// longer than its blobs' raw bytes together. The same ID may appear twice
+// (deduplication is the writer's business, not a format rule). Errors wrap
+// wire.ErrCorrupt.
 func ParseIndex(plain []byte) ([]Entry, error) {
-	index, blobEnd, err := trailer(plain)
+	index, blobEnd, ver, err := trailer(plain)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +265,24 @@ func ParseIndex(plain []byte) ([]Entry, error) {
 		return nil, err
 	}
 	entries := make([]Entry, 0, count)
-	var off uint64
+	var off uint64      // where the next frame starts
+	frame := 0          // index of the current frame's first entry
+	var frameLen uint64 // raw bytes of the current frame so far
+	closeFrame := func() {
+		if len(entries) == 0 {
+			return
+		}
+		f := entries[frame:]
+		switch {
+		case frameLen > MaxFrameLength:
+			r.Failf("entry %d: frame of %d raw bytes, more than %d", frame, frameLen, MaxFrameLength)
+		case f[0].Length > frameLen+1:
+			r.Failf("entry %d: stored length %d for raw length %d", frame, f[0].Length, frameLen)
+		}
+		for i := range f {
+			f[i].FrameLength = frameLen
+		}
+	}
 	for i := uint64(0); i < count; i++ {
 		var e Entry
 		e.Type = BlobType(r.Byte())
@@ -209,35 +292,51 @@ func ParseIndex(plain []byte) ([]Entry, error) {
 		if r.Err() != nil {
 			break
 		}
-		switch {
-		case !e.Type.valid():
+		if !e.Type.valid() {
 			r.Failf("entry %d: unknown blob type %d", i, e.Type)
-		case e.Length == 0 || e.Length > e.RawLength+1:
-			r.Failf("entry %d: stored length %d for raw length %d", i, e.Length, e.RawLength)
-		case e.Length > uint64(blobEnd)-off:
-			r.Failf("entry %d: blob at %d+%d runs past the blob area (%d bytes)", i, off, e.Length, blobEnd)
+			break
+		}
+		if e.Length == 0 {
+			// The blob goes on in the previous entry's frame.
+			if ver == versionV1 || i == 0 {
+				r.Failf("entry %d: stored length 0", i)
+				break
+			}
+			prev := entries[len(entries)-1]
+			e.Offset, e.Length, e.Skip = prev.Offset, prev.Length, frameLen
+		} else {
+			closeFrame()
+			if e.Length > uint64(blobEnd)-off {
+				r.Failf("entry %d: frame at %d+%d runs past the blob area (%d bytes)", i, off, e.Length, blobEnd)
+			}
+			frame, frameLen = len(entries), 0
+			e.Offset = off
+			off += e.Length
 		}
 		if r.Err() != nil {
 			break
 		}
-		e.Offset = off
-		off += e.Length
+		frameLen += e.RawLength
 		entries = append(entries, e)
+	}
+	if r.Err() == nil {
+		closeFrame()
 	}
 	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	if off != uint64(blobEnd) {
-		return nil, wire.Corruptf("pack: blobs cover %d bytes, blob area has %d", off, blobEnd)
+		return nil, wire.Corruptf("pack: frames cover %d bytes, blob area has %d", off, blobEnd)
 	}
 	return entries, nil
 }
 
-// Blob returns the stored form of the blob e within a pack plaintext (a
-// sub-slice of plain), after checking that e lies inside the blob area.
-// Errors wrap wire.ErrCorrupt.
+// Blob returns the stored form of the frame holding blob e within a pack
+// plaintext (a sub-slice of plain), after checking that it lies inside the
+// blob area. Decompress it to e.FrameLength bytes and take the blob with
+// Extract. Errors wrap wire.ErrCorrupt.
 func Blob(plain []byte, e Entry) ([]byte, error) {
-	_, blobEnd, err := trailer(plain)
+	_, blobEnd, _, err := trailer(plain)
 	if err != nil {
 		return nil, err
 	}
@@ -246,4 +345,27 @@ func Blob(plain []byte, e Entry) ([]byte, error) {
 		return nil, wire.Corruptf("pack: blob %s at %d+%d outside the blob area (%d bytes)", e.ID, e.Offset, e.Length, blobEnd)
 	}
 	return plain[e.Offset : e.Offset+e.Length : e.Offset+e.Length], nil
+}
+
+// Extract returns blob e from its frame's raw bytes (a sub-slice of frame),
+// after checking that the frame has e.FrameLength bytes and holds e.
+// Errors wrap wire.ErrCorrupt.
+func Extract(frame []byte, e Entry) ([]byte, error) {
+	if uint64(len(frame)) != e.FrameLength || e.Skip > e.FrameLength || e.RawLength > e.FrameLength-e.Skip {
+		return nil, wire.Corruptf("pack: blob %s at %d+%d outside its frame of %d bytes (%d expected)",
+			e.ID, e.Skip, e.RawLength, len(frame), e.FrameLength)
+	}
+	return frame[e.Skip : e.Skip+e.RawLength : e.Skip+e.RawLength], nil
+}
+
+// Find returns the entry of blob id of raw length rawLen in the frame stored
+// at offset, from entries as ParseIndex returns them (sorted by offset).
+func Find(entries []Entry, offset uint64, id chunk.ID, rawLen uint64) (Entry, bool) {
+	i, _ := slices.BinarySearchFunc(entries, offset, func(e Entry, off uint64) int { return cmp.Compare(e.Offset, off) })
+	for ; i < len(entries) && entries[i].Offset == offset; i++ {
+		if entries[i].ID == id && entries[i].RawLength == rawLen {
+			return entries[i], true
+		}
+	}
+	return Entry{}, false
 }

@@ -3,25 +3,26 @@ package pack
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/embassy-project/embassy/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/embassy-project/embassy/internal/chunk"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"github.com/embassy-project/embassy/internal/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/pack")
-
-// randBytes returns n deterministic pseudo-random bytes.
+var update = flag.Bool("update", false, "rewrite testdata/pack/v2.pack (v1.pack is never rewritten)")
 
 // textLike returns n bytes of deterministic registry-like CSV text.
 func textLike(seed uint64, n int) []byte {
@@ -41,6 +42,75 @@ func textLike(seed uint64, n int) []byte {
 			1+r.IntN(12), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60))
 	}
 	return b.Bytes()[:n]
+}
+
+// Word lists of the business register of internal/sample (the benchmark
+// corpus), copied so the golden pack does not change with the generator.
+var (
+	companyFirst = []string{"Mari", "Jaan", "Kadri", "Andres", "Liis", "Toomas", "Kristiina", "Peeter", "Anna", "Mihkel", "Eva", "Rasmus", "Laura", "Oskar", "Helena", "Markus"}
+	companyLast  = []string{"Tamm", "Saar", "Sepp", "Mägi", "Kask", "Kukk", "Rebane", "Ilves", "Pärn", "Koppel", "Lepik", "Kuusk", "Vaher", "Lõhmus", "Karu", "Teder"}
+	companyTowns = []string{"Tallinn", "Tartu", "Narva", "Pärnu", "Kohtla-Järve", "Viljandi", "Maardu", "Rakvere", "Kuressaare", "Sillamäe", "Valga", "Võru"}
+	companyWords = strings.Fields(`the minister regulation shall enter into force decree parliament article section
+		amendment procedure registry authority public notice hereby council local government land parcel
+		cadastral register population residence permit business company shareholder annual report appeal
+		court decision tender procurement budget allocation municipality county ordinance pursuant`)
+)
+
+// companyJSON returns company i of a deterministic business register: one
+// pretty-printed JSON document of 280 to 440 bytes, ~350 on average, shaped
+// like the corpus's business/*.json files.
+func companyJSON(seed uint64, i int) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(i)))
+	pick := func(s []string) string { return s[r.IntN(len(s))] }
+	c := struct {
+		Code     int      `json:"registry_code"`
+		Name     string   `json:"name"`
+		Town     string   `json:"town"`
+		Founded  string   `json:"founded"`
+		Capital  int      `json:"share_capital_eur"`
+		Board    []string `json:"board"`
+		Activity string   `json:"activity"`
+		Status   string   `json:"status"`
+		Turnover []int    `json:"annual_turnover_eur"`
+	}{
+		Code:    10000000 + i,
+		Name:    pick(companyLast) + " " + pick([]string{"OÜ", "AS", "MTÜ", "SA"}),
+		Town:    pick(companyTowns),
+		Founded: fmt.Sprintf("%04d-%02d-%02d", 1992+r.IntN(34), 1+r.IntN(12), 1+r.IntN(28)),
+		Capital: 2500 * (1 + r.IntN(400)),
+	}
+	words := make([]string, 6)
+	for k := range words {
+		words[k] = pick(companyWords)
+	}
+	c.Activity = strings.Join(words, " ") + ".\n"
+	c.Status = pick([]string{"registered", "in liquidation", "deleted"})
+	for range 1 + r.IntN(4) {
+		c.Board = append(c.Board, pick(companyFirst)+" "+pick(companyLast))
+	}
+	for range r.IntN(6) {
+		c.Turnover = append(c.Turnover, r.IntN(10_000_000))
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// treeJSON returns a deterministic JSON directory listing of n company files
+// (a tree-like blob; the real tree encoding is internal/tree's business).
+func treeJSON(first, n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"entries":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"name":"%08d.json","type":"file","size":%d}`, 10000000+first+i, len(companyJSON(40, first+i)))
+	}
+	b.WriteString("]}")
+	return b.Bytes()
 }
 
 func TestCompressRoundTrip(t *testing.T) {
@@ -212,6 +282,60 @@ func buildPack(t testing.TB, h *chunk.Hasher, blobs []blob) ([]byte, []Entry) {
 	return plain, want
 }
 
+// buildFrames builds a pack of frames with AddFrame: each frame's blobs are
+// concatenated and compressed together. It returns the plaintext and the
+// entries AddFrame returned.
+func buildFrames(t testing.TB, h *chunk.Hasher, frames [][]blob) ([]byte, []Entry) {
+	t.Helper()
+	b := NewBuilder()
+	var want []Entry
+	for _, f := range frames {
+		var raw []byte
+		var members []Member
+		for _, bl := range f {
+			raw = append(raw, bl.raw...)
+			members = append(members, Member{Type: bl.t, ID: h.Sum(bl.raw), RawLength: len(bl.raw)})
+		}
+		before := b.Size()
+		want = append(want, b.AddFrame(Compress(nil, raw), members)...)
+		if b.Size() <= before {
+			t.Fatal("Size did not grow")
+		}
+	}
+	if b.Count() != len(want) {
+		t.Fatalf("Count = %d, want %d", b.Count(), len(want))
+	}
+	size := b.Size()
+	plain := b.Finish()
+	if len(plain) != size {
+		t.Fatalf("Size() = %d before Finish, Finish gave %d bytes", size, len(plain))
+	}
+	return plain, want
+}
+
+// oneBlobFrames puts each blob in a frame of its own.
+func oneBlobFrames(blobs []blob) [][]blob {
+	frames := make([][]blob, len(blobs))
+	for i, bl := range blobs {
+		frames[i] = []blob{bl}
+	}
+	return frames
+}
+
+// groupFrames splits entries (as ParseIndex returns them) into frames.
+func groupFrames(entries []Entry) [][]Entry {
+	var frames [][]Entry
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].Offset == entries[i].Offset {
+			j++
+		}
+		frames = append(frames, entries[i:j])
+		i = j
+	}
+	return frames
+}
+
 func testBlobs() []blob {
 	return []blob{
 		{BlobData, textLike(11, 100<<10)},
@@ -245,6 +369,9 @@ func TestBuilderRoundTrip(t *testing.T) {
 			}
 			if !bytes.Equal(raw, blobs[i].raw) || h.Sum(raw) != e.ID || e.Type != blobs[i].t {
 				t.Fatalf("blob %d differs", i)
+			}
+			if e.Skip != 0 || e.FrameLength != e.RawLength {
+				t.Fatalf("blob %d: Add made a frame at %d of %d bytes", i, e.Skip, e.FrameLength)
 			}
 		}
 	}
@@ -311,6 +438,15 @@ func entryBytes(t BlobType, length, rawLen uint64) []byte {
 	return binary.AppendUvarint(b, rawLen)
 }
 
+// index encodes an index of the given encoded entries.
+func index(entries ...[]byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(entries)))
+	for _, e := range entries {
+		b = append(b, e...)
+	}
+	return b
+}
+
 func TestParseIndexErrors(t *testing.T) {
 	one := append([]byte{1}, entryBytes(BlobData, 3, 2)...)
 	tests := []struct {
@@ -320,7 +456,9 @@ func TestParseIndexErrors(t *testing.T) {
 		{"empty", nil},
 		{"short", []byte("EMBPACK1")},
 		{"bad magic", rawPack(nil, []byte{0}, version, "EMBPACK2")},
-		{"bad version", rawPack(nil, []byte{0}, 2, magic)},
+		{"version 0", rawPack(nil, []byte{0}, 0, magic)},
+		{"version 3", rawPack(nil, []byte{0}, 3, magic)},
+		{"version 255", rawPack(nil, []byte{0}, 255, magic)},
 		{"index length past start", append(binary.BigEndian.AppendUint32(nil, 5), append([]byte{version}, magic...)...)},
 		{"empty index", rawPack(nil, nil, version, magic)},
 		{"count past index", rawPack(nil, []byte{2}, version, magic)},
@@ -329,7 +467,9 @@ func TestParseIndexErrors(t *testing.T) {
 		{"unknown type", rawPack([]byte{0, 'a'}, append([]byte{1}, entryBytes(3, 2, 1)...), version, magic)},
 		{"type zero", rawPack([]byte{0, 'a'}, append([]byte{1}, entryBytes(0, 2, 1)...), version, magic)},
 		{"zero length", rawPack(nil, append([]byte{1}, entryBytes(BlobData, 0, 0)...), version, magic)},
+		{"zero length v1", rawPack(nil, append([]byte{1}, entryBytes(BlobData, 0, 0)...), versionV1, magic)},
 		{"stored longer than raw+1", rawPack([]byte{0, 'a', 'b'}, append([]byte{1}, entryBytes(BlobData, 3, 1)...), version, magic)},
+		{"stored longer than raw+1 v1", rawPack([]byte{0, 'a', 'b'}, append([]byte{1}, entryBytes(BlobData, 3, 1)...), versionV1, magic)},
 		{"raw above limit", rawPack([]byte{0, 'a'}, append([]byte{1}, entryBytes(BlobData, 2, MaxRawLength+1)...), version, magic)},
 		{"blob past area", rawPack([]byte{0, 'a'}, one, version, magic)},
 		{"gap after blobs", rawPack([]byte{0, 'a', 'b', 'c'}, one, version, magic)},
@@ -343,9 +483,11 @@ func TestParseIndexErrors(t *testing.T) {
 			}
 		})
 	}
-	// And the well-formed neighbour of those cases parses.
-	if e, err := ParseIndex(rawPack([]byte{0, 'a', 'b'}, one, version, magic)); err != nil || len(e) != 1 {
-		t.Fatalf("valid hand-made pack: %v, %v", e, err)
+	// And the well-formed neighbour of those cases parses, in both versions.
+	for _, ver := range []byte{versionV1, version} {
+		if e, err := ParseIndex(rawPack([]byte{0, 'a', 'b'}, one, ver, magic)); err != nil || len(e) != 1 {
+			t.Fatalf("valid hand-made pack, version %d: %v, %v", ver, e, err)
+		}
 	}
 }
 
@@ -374,60 +516,181 @@ func TestBlobBounds(t *testing.T) {
 // blob area (a flipped ID or a type changed to the other valid type is
 // undetectable here; the seal authenticates the whole pack).
 func TestParseIndexFlips(t *testing.T) {
-	plain, entries := buildPack(t, chunk.NewHasher(chunk.Key{4}), testBlobs())
-	area := int(entries[len(entries)-1].Offset + entries[len(entries)-1].Length)
-	for i := area; i < len(plain); i++ {
-		for _, mask := range []byte{0x01, 0x80} {
-			bad := bytes.Clone(plain)
-			bad[i] ^= mask
-			got, err := ParseIndex(bad)
-			if err != nil {
-				if !errors.Is(err, wire.ErrCorrupt) {
-					t.Fatalf("flip %d: %v does not wrap ErrCorrupt", i, err)
+	h := chunk.NewHasher(chunk.Key{4})
+	oneBlob, _ := buildPack(t, h, testBlobs())
+	frames, _ := buildFrames(t, h, flipFrames())
+	for _, tt := range []struct {
+		name  string
+		plain []byte
+	}{{"one-blob frames", oneBlob}, {"multi-blob frames", frames}} {
+		t.Run(tt.name, func(t *testing.T) {
+			plain := tt.plain
+			for i := blobArea(plain); i < len(plain); i++ {
+				for _, mask := range []byte{0x01, 0x80} {
+					bad := bytes.Clone(plain)
+					bad[i] ^= mask
+					got, err := ParseIndex(bad)
+					if err != nil {
+						if !errors.Is(err, wire.ErrCorrupt) {
+							t.Fatalf("flip %d: %v does not wrap ErrCorrupt", i, err)
+						}
+						continue
+					}
+					checkTiling(t, bad, got)
+					checkFrames(t, bad, got)
 				}
-				continue
 			}
-			checkTiling(t, bad, got)
-		}
+		})
 	}
 }
 
-func checkTiling(t *testing.T, plain []byte, entries []Entry) {
+// flipFrames is a small pack of multi-blob frames, one-blob frames, empty
+// blobs and a repeated blob.
+func flipFrames() [][]blob {
+	return [][]blob{
+		{{BlobData, companyJSON(1, 0)}, {BlobData, nil}, {BlobData, companyJSON(1, 1)}, {BlobData, companyJSON(1, 2)}},
+		{{BlobData, testenv.RandBytes(16, 300)}},
+		{{BlobTree, treeJSON(0, 3)}, {BlobTree, treeJSON(3, 2)}},
+		{{BlobData, []byte("ab")}, {BlobData, []byte("c")}},
+		{{BlobData, companyJSON(1, 1)}},
+	}
+}
+
+// blobArea returns the length of a pack's blob area according to its trailer.
+func blobArea(plain []byte) int {
+	n := binary.BigEndian.Uint32(plain[len(plain)-TrailerSize:])
+	return len(plain) - TrailerSize - int(n)
+}
+
+// checkTiling checks what ParseIndex promises of entries it accepted: frames
+// start where the previous one ends and cover the blob area, the blobs of a
+// frame share its place and lie back to back in its raw bytes, and the frame
+// limits hold.
+func checkTiling(t testing.TB, plain []byte, entries []Entry) {
 	t.Helper()
 	var off uint64
-	for _, e := range entries {
-		if e.Offset != off {
-			t.Fatalf("entry at %d, want %d", e.Offset, off)
+	for _, f := range groupFrames(entries) {
+		first := f[0]
+		if first.Offset != off {
+			t.Fatalf("frame at %d, want %d", first.Offset, off)
 		}
-		if _, err := Blob(plain, e); err != nil {
+		if first.FrameLength > MaxFrameLength || first.Length == 0 || first.Length > first.FrameLength+1 {
+			t.Fatalf("frame at %d: stored %d, raw %d", first.Offset, first.Length, first.FrameLength)
+		}
+		if _, err := Blob(plain, first); err != nil {
 			t.Fatal(err)
 		}
-		off += e.Length
+		var skip uint64
+		for _, e := range f {
+			if e.Length != first.Length || e.FrameLength != first.FrameLength || e.Skip != skip {
+				t.Fatalf("entry %+v in the frame at %d+%d, skip %d", e, first.Offset, first.Length, skip)
+			}
+			skip += e.RawLength
+		}
+		if skip != first.FrameLength {
+			t.Fatalf("frame at %d: blobs hold %d raw bytes, FrameLength %d", first.Offset, skip, first.FrameLength)
+		}
+		off += first.Length
+	}
+	if off != uint64(blobArea(plain)) {
+		t.Fatalf("frames cover %d bytes, blob area has %d", off, blobArea(plain))
 	}
 }
 
-// remarshal rebuilds a pack from a parsed index with the Builder.
+// checkFrames decompresses every frame of an accepted pack: that either fails
+// with ErrCorrupt (the index cannot vouch for the stored bytes) or gives
+// FrameLength bytes from which Extract takes every blob of the frame, and
+// Find finds each blob (or an earlier one with the same ID and length).
+func checkFrames(t testing.TB, plain []byte, entries []Entry) {
+	t.Helper()
+	for _, f := range groupFrames(entries) {
+		stored, err := Blob(plain, f[0])
+		if err != nil {
+			t.Fatalf("accepted frame at %d+%d: %v", f[0].Offset, f[0].Length, err)
+		}
+		frame, err := Decompress(nil, stored, int(f[0].FrameLength))
+		if err != nil {
+			if !errors.Is(err, wire.ErrCorrupt) {
+				t.Fatalf("Decompress error %v does not wrap ErrCorrupt", err)
+			}
+			continue
+		}
+		for _, e := range f {
+			raw, err := Extract(frame, e)
+			if err != nil || uint64(len(raw)) != e.RawLength {
+				t.Fatalf("Extract(%+v) = %d bytes, %v", e, len(raw), err)
+			}
+			got, ok := Find(entries, e.Offset, e.ID, e.RawLength)
+			if !ok || got.Offset != e.Offset || got.ID != e.ID || got.RawLength != e.RawLength || got.Skip > e.Skip {
+				t.Fatalf("Find(%+v) = %+v, %v", e, got, ok)
+			}
+		}
+	}
+}
+
+// remarshal rebuilds a pack from a parsed index with the Builder, passing
+// each frame's stored form through unchanged.
 func remarshal(plain []byte, entries []Entry) []byte {
 	b := NewBuilder()
-	for _, e := range entries {
-		stored, err := Blob(plain, e)
+	for _, f := range groupFrames(entries) {
+		stored, err := Blob(plain, f[0])
 		if err != nil {
 			panic(err)
 		}
-		b.Add(e.Type, e.ID, stored, int(e.RawLength))
+		members := make([]Member, len(f))
+		for i, e := range f {
+			members[i] = Member{Type: e.Type, ID: e.ID, RawLength: int(e.RawLength)}
+		}
+		b.AddFrame(stored, members)
 	}
 	return b.Finish()
 }
 
+// checkReencode checks that a pack ParseIndex accepted re-encodes to itself:
+// byte for byte for version 2; for version 1, to the same bytes but for the
+// version byte (a version 1 pack is a version 2 pack without continuation
+// entries), and to the same entries.
+func checkReencode(t testing.TB, plain []byte, entries []Entry) {
+	t.Helper()
+	again := remarshal(plain, entries)
+	want := plain
+	if v := plain[len(plain)-TrailerSize+4]; v == versionV1 {
+		want = bytes.Clone(plain)
+		want[len(want)-TrailerSize+4] = version
+	}
+	if !bytes.Equal(again, want) {
+		i := 0
+		for i < min(len(again), len(want)) && again[i] == want[i] {
+			i++
+		}
+		t.Fatalf("parse → marshal differs: %d bytes in, %d out, first difference at byte %d", len(want), len(again), i)
+	}
+	if got, err := ParseIndex(again); err != nil || !slices.Equal(got, entries) {
+		t.Fatalf("re-encoded pack parses to\n%+v, %v\nwant %+v", got, err, entries)
+	}
+}
+
 func FuzzParseIndex(f *testing.F) {
-	plain, _ := buildPack(f, chunk.NewHasher(chunk.Key{5}), []blob{
+	h := chunk.NewHasher(chunk.Key{5})
+	plain, _ := buildPack(f, h, []blob{
 		{BlobData, textLike(13, 2000)}, {BlobTree, []byte("tree")}, {BlobData, nil},
 	})
 	f.Add(plain)
+	frames, _ := buildFrames(f, h, [][]blob{
+		{{BlobData, textLike(17, 500)}, {BlobData, nil}, {BlobData, textLike(18, 300)}},
+		{{BlobTree, []byte("tree")}, {BlobTree, []byte("tree")}},
+		{{BlobData, []byte("a")}},
+	})
+	f.Add(frames)
 	f.Add(rawPack(nil, []byte{0}, version, magic))
+	f.Add(rawPack(nil, []byte{0}, versionV1, magic))
 	f.Add(rawPack([]byte{0, 'a', 'b'}, append([]byte{1}, entryBytes(BlobData, 3, 2)...), version, magic))
-	if golden, err := os.ReadFile(goldenPath); err == nil {
-		f.Add(golden)
+	f.Add(rawPack([]byte{0, 'a', 'b'}, append([]byte{1}, entryBytes(BlobData, 3, 2)...), versionV1, magic))
+	f.Add(rawPack([]byte{0, 'a', 'b', 'c'}, index(entryBytes(BlobData, 4, 2), entryBytes(BlobTree, 0, 1)), version, magic))
+	for _, p := range []string{goldenV1Path, goldenV2Path} {
+		if golden, err := os.ReadFile(p); err == nil {
+			f.Add(golden)
+		}
 	}
 	f.Fuzz(func(t *testing.T, plain []byte) {
 		entries, err := ParseIndex(plain)
@@ -437,19 +700,9 @@ func FuzzParseIndex(f *testing.F) {
 			}
 			return
 		}
-		if again := remarshal(plain, entries); !bytes.Equal(again, plain) {
-			t.Fatalf("parse → marshal differs:\n in %x\nout %x", plain, again)
-		}
-		for _, e := range entries {
-			stored, _ := Blob(plain, e)
-			if out, err := Decompress(nil, stored, int(e.RawLength)); err != nil {
-				if !errors.Is(err, wire.ErrCorrupt) {
-					t.Fatalf("Decompress error %v does not wrap ErrCorrupt", err)
-				}
-			} else if uint64(len(out)) != e.RawLength {
-				t.Fatalf("Decompress gave %d bytes, want %d", len(out), e.RawLength)
-			}
-		}
+		checkTiling(t, plain, entries)
+		checkReencode(t, plain, entries)
+		checkFrames(t, plain, entries)
 	})
 }
 
@@ -471,52 +724,99 @@ func FuzzDecompress(f *testing.F) {
 	})
 }
 
-var goldenPath = filepath.Join("..", "..", "testdata", "pack", "v1.pack")
+var (
+	// goldenV1Path is a version 1 pack, as existing repositories hold: never
+	// rewritten.
+	goldenV1Path = filepath.Join("..", "..", "testdata", "pack", "v1.pack")
+	// goldenV2Path is a version 2 pack with multi-blob frames; -update
+	// rewrites it.
+	goldenV2Path = filepath.Join("..", "..", "testdata", "pack", "v2.pack")
+)
 
-// goldenKey keys the IDs of the golden pack's blobs.
+// goldenKey keys the IDs of the golden packs' blobs.
 var goldenKey = chunk.Key{'g', 'o', 'l', 'd', 'e', 'n'}
 
-// TestGolden checks that the committed pack keeps parsing and decompressing to
-// the same blobs. Run with -update to rewrite it (then review and commit).
+// goldenV2Frames are the frames of v2.pack: six company JSON documents in one
+// zstd frame, 64 KiB of CSV text alone (zstd), 2000 random bytes alone (raw),
+// two tree blobs in one zstd frame, and a raw frame of three blobs (48 random
+// bytes, an empty blob, "x").
+func goldenV2Frames() [][]blob {
+	var companies []blob
+	for i := range 6 {
+		companies = append(companies, blob{BlobData, companyJSON(40, i)})
+	}
+	return [][]blob{
+		companies,
+		{{BlobData, textLike(41, 64<<10)}},
+		{{BlobData, testenv.RandBytes(42, 2000)}},
+		{{BlobTree, treeJSON(0, 6)}, {BlobTree, treeJSON(6, 4)}},
+		{{BlobData, testenv.RandBytes(43, 48)}, {BlobData, nil}, {BlobData, []byte("x")}},
+	}
+}
+
+// TestGolden checks that the committed packs keep parsing and decompressing
+// to the same blobs, and re-encode to themselves (v1.pack to itself with
+// version byte 2). Run with -update to rewrite v2.pack (then review and
+// commit); v1.pack is what existing repositories hold and stays as it is.
 func TestGolden(t *testing.T) {
 	h := chunk.NewHasher(goldenKey)
-	blobs := testBlobs()
 	if *update {
-		plain, _ := buildPack(t, h, blobs)
-		if err := os.WriteFile(goldenPath, plain, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		plain, _ := buildFrames(t, h, goldenV2Frames())
+		testenv.WriteFile(t, goldenV2Path, plain)
 	}
-	plain, err := os.ReadFile(goldenPath)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		path    string
+		version byte
+		frames  [][]blob
+		codecs  []byte // of each frame's stored form
+	}{
+		{"v1", goldenV1Path, versionV1, oneBlobFrames(testBlobs()), []byte{CodecZstd, CodecRaw, CodecRaw, CodecRaw, CodecZstd}},
+		{"v2", goldenV2Path, version, goldenV2Frames(), []byte{CodecZstd, CodecZstd, CodecRaw, CodecZstd, CodecRaw}},
 	}
-	entries, err := ParseIndex(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != len(blobs) {
-		t.Fatalf("%d entries, want %d", len(entries), len(blobs))
-	}
-	codecs := []byte{CodecZstd, CodecRaw, CodecRaw, CodecRaw, CodecZstd}
-	for i, e := range entries {
-		stored, err := Blob(plain, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stored[0] != codecs[i] {
-			t.Errorf("blob %d: codec %d, want %d", i, stored[0], codecs[i])
-		}
-		raw, err := Decompress(nil, stored, int(e.RawLength))
-		if err != nil {
-			t.Fatalf("blob %d: %v", i, err)
-		}
-		if e.Type != blobs[i].t || e.ID != h.Sum(blobs[i].raw) || !bytes.Equal(raw, blobs[i].raw) {
-			t.Errorf("blob %d differs from the expected content", i)
-		}
-	}
-	if !bytes.Equal(remarshal(plain, entries), plain) {
-		t.Error("golden pack does not re-encode to itself")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain := testenv.ReadFile(t, tt.path)
+			if v := plain[len(plain)-TrailerSize+4]; v != tt.version {
+				t.Fatalf("version byte %d, want %d", v, tt.version)
+			}
+			entries, err := ParseIndex(plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTiling(t, plain, entries)
+			frames := groupFrames(entries)
+			if len(frames) != len(tt.frames) {
+				t.Fatalf("%d frames, want %d", len(frames), len(tt.frames))
+			}
+			for i, f := range frames {
+				want := tt.frames[i]
+				if len(f) != len(want) {
+					t.Fatalf("frame %d: %d blobs, want %d", i, len(f), len(want))
+				}
+				stored, err := Blob(plain, f[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if stored[0] != tt.codecs[i] {
+					t.Errorf("frame %d: codec %d, want %d", i, stored[0], tt.codecs[i])
+				}
+				raw, err := Decompress(nil, stored, int(f[0].FrameLength))
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				for j, e := range f {
+					blob, err := Extract(raw, e)
+					if err != nil {
+						t.Fatalf("frame %d blob %d: %v", i, j, err)
+					}
+					if e.Type != want[j].t || e.ID != h.Sum(want[j].raw) || !bytes.Equal(blob, want[j].raw) {
+						t.Errorf("frame %d blob %d differs from the expected content", i, j)
+					}
+				}
+			}
+			checkReencode(t, plain, entries)
+		})
 	}
 }
 
@@ -604,17 +904,103 @@ func BenchmarkBuilder(b *testing.B) {
 	}
 }
 
-// TestSpecExample checks the worked example in docs/spec/pack.md byte for byte.
+// TestSpecExample checks the worked examples in docs/spec/pack.md byte for
+// byte: one blob alone, then two blobs in one frame.
 func TestSpecExample(t *testing.T) {
-	id := chunk.NewHasher(chunk.Key{}).Sum([]byte("hello"))
+	h := chunk.NewHasher(chunk.Key{})
+	hello, world := h.Sum([]byte("hello")), h.Sum([]byte("world"))
+	t.Logf("ID(hello) = %x", hello[:])
+	t.Logf("ID(world) = %x", world[:])
+
 	b := NewBuilder()
-	b.Add(BlobData, id, Compress(nil, []byte("hello")), 5)
+	b.Add(BlobData, hello, Compress(nil, []byte("hello")), 5)
 	got := b.Finish()
 	want := []byte{0x00, 'h', 'e', 'l', 'l', 'o', 0x01, 0x01}
-	want = append(want, id[:]...)
-	want = append(want, 0x06, 0x05, 0x00, 0x00, 0x00, 0x24, 0x01)
+	want = append(want, hello[:]...)
+	want = append(want, 0x06, 0x05, 0x00, 0x00, 0x00, 0x24, 0x02)
 	want = append(want, "EMBPACK1"...)
 	if !bytes.Equal(got, want) || len(got) != 55 {
 		t.Fatalf("example pack:\n got %x\nwant %x", got, want)
 	}
+	// With version byte 01 it is a version 1 pack of the same blob.
+	v1 := bytes.Clone(got)
+	v1[len(v1)-TrailerSize+4] = versionV1
+	if e, err := ParseIndex(v1); err != nil || len(e) != 1 || e[0].ID != hello {
+		t.Fatalf("example pack as version 1: %+v, %v", e, err)
+	}
+
+	b.AddFrame(Compress(nil, []byte("helloworld")), []Member{
+		{Type: BlobData, ID: hello, RawLength: 5},
+		{Type: BlobData, ID: world, RawLength: 5},
+	})
+	got = b.Finish()
+	want = []byte{0x00, 'h', 'e', 'l', 'l', 'o', 'w', 'o', 'r', 'l', 'd', 0x02, 0x01}
+	want = append(want, hello[:]...)
+	want = append(want, 0x0b, 0x05, 0x01)
+	want = append(want, world[:]...)
+	want = append(want, 0x00, 0x05, 0x00, 0x00, 0x00, 0x47, 0x02)
+	want = append(want, "EMBPACK1"...)
+	if !bytes.Equal(got, want) || len(got) != 95 {
+		t.Fatalf("example frame pack:\n got %x\nwant %x", got, want)
+	}
+	entries, err := ParseIndex(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEntries := []Entry{
+		{Type: BlobData, ID: hello, Offset: 0, Length: 11, RawLength: 5, Skip: 0, FrameLength: 10},
+		{Type: BlobData, ID: world, Offset: 0, Length: 11, RawLength: 5, Skip: 5, FrameLength: 10},
+	}
+	if !slices.Equal(entries, wantEntries) {
+		t.Fatalf("example frame pack parses to\n%+v\nwant %+v", entries, wantEntries)
+	}
+	// A continuation entry is corrupt in a version 1 pack.
+	v1 = bytes.Clone(got)
+	v1[len(v1)-TrailerSize+4] = versionV1
+	if e, err := ParseIndex(v1); !errors.Is(err, wire.ErrCorrupt) {
+		t.Fatalf("example frame pack as version 1: %+v, %v; want ErrCorrupt", e, err)
+	}
+}
+
+// BenchmarkCompressSmall compares compressing small files one blob at a time
+// with compressing them as one frame (docs/spec/pack.md, "Frames"), on the
+// same ~350-byte pretty-printed company JSON documents. blob/350B compresses
+// one document per op, cycling through them (SetBytes is their mean length,
+// the ratio is exact); frame/64KiB compresses all of them, concatenated to
+// just under 64 KiB, per op.
+func BenchmarkCompressSmall(b *testing.B) {
+	var docs [][]byte
+	var frame []byte
+	for i := 0; ; i++ {
+		d := companyJSON(60, i)
+		if len(frame)+len(d) > 64<<10 {
+			break
+		}
+		docs = append(docs, d)
+		frame = append(frame, d...)
+	}
+	b.Run("blob/350B", func(b *testing.B) {
+		dst := make([]byte, 0, 1024)
+		var raw, stored int
+		b.SetBytes(int64(len(frame) / len(docs)))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			d := docs[i%len(docs)]
+			i++
+			raw += len(d)
+			stored += len(Compress(dst[:0], d))
+		}
+		b.ReportMetric(float64(raw)/float64(stored), "ratio")
+	})
+	b.Run("frame/64KiB", func(b *testing.B) {
+		dst := make([]byte, 0, len(frame)+64)
+		var n int
+		b.SetBytes(int64(len(frame)))
+		b.ReportAllocs()
+		for b.Loop() {
+			n = len(Compress(dst[:0], frame))
+		}
+		b.ReportMetric(float64(len(frame))/float64(n), "ratio")
+	})
 }

@@ -233,12 +233,60 @@ type dirJob struct {
 // creation waits on the file system as much as on the CPU.
 var Workers = 2 * min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 
-// pack returns a pack's plaintext, fetching and opening it if needed.
-func (r *restorer) pack(id [16]byte) ([]byte, error) {
-	return r.cache.get(id, func() ([]byte, error) { return r.fetchPack(id) })
+// pack returns an opened pack, fetching it if needed.
+func (r *restorer) pack(id [16]byte) (*openPack, error) {
+	return r.cache.get(id, func() (*openPack, error) { return r.fetchPack(id) })
 }
 
-func (r *restorer) fetchPack(id [16]byte) ([]byte, error) {
+// openPack is a pack's plaintext, its parsed index and its most recently
+// decompressed frames of several blobs.
+type openPack struct {
+	plain   []byte
+	entries []pack.Entry
+
+	mu     sync.Mutex
+	frames map[uint64][]byte // by offset
+	order  []uint64          // offsets in frames, oldest first
+}
+
+// maxFrames is how many decompressed frames of small blobs each cached pack
+// keeps (frames are at most ~128 KiB). Files are restored in tree order and
+// were backed up in about that order, so neighbours share frames.
+const maxFrames = 16
+
+// frame returns the raw bytes of the frame holding e.
+func (p *openPack) frame(e pack.Entry) ([]byte, error) {
+	alone := e.Skip == 0 && e.RawLength == e.FrameLength
+	if !alone {
+		p.mu.Lock()
+		f, ok := p.frames[e.Offset]
+		p.mu.Unlock()
+		if ok {
+			return f, nil
+		}
+	}
+	stored, err := pack.Blob(p.plain, e)
+	if err != nil {
+		return nil, err
+	}
+	f, err := pack.Decompress(nil, stored, int(e.FrameLength))
+	if err != nil || alone {
+		return f, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.frames[e.Offset]; !ok {
+		if len(p.order) >= maxFrames {
+			delete(p.frames, p.order[0])
+			p.order = p.order[1:]
+		}
+		p.frames[e.Offset] = f
+		p.order = append(p.order, e.Offset)
+	}
+	return f, nil
+}
+
+func (r *restorer) fetchPack(id [16]byte) (*openPack, error) {
 	ref, ok := r.packs[id]
 	if !ok {
 		return nil, wire.Corruptf("a tree refers to pack %x, which the snapshot envelope does not list", id)
@@ -267,20 +315,32 @@ func (r *restorer) fetchPack(id [16]byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pack %x: %w", id, err)
 	}
-	return plain, nil
+	entries, err := pack.ParseIndex(plain)
+	if err != nil {
+		return nil, fmt.Errorf("open pack %x: %w", id, err)
+	}
+	return &openPack{plain: plain, entries: entries, frames: map[uint64][]byte{}}, nil
 }
 
-// blob returns a blob's plaintext, verified against its keyed ID.
+// blob returns a blob's plaintext, verified against its keyed ID. The pack's
+// index says where in the frame at ref.Offset the blob lies.
 func (r *restorer) blob(ref tree.Ref, t pack.BlobType) ([]byte, error) {
-	plain, err := r.pack(ref.Pack)
+	p, err := r.pack(ref.Pack)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := pack.Blob(plain, pack.Entry{Type: t, ID: chunk.ID(ref.ID), Offset: ref.Offset, Length: ref.Length, RawLength: ref.RawLength})
+	e, ok := pack.Find(p.entries, ref.Offset, chunk.ID(ref.ID), ref.RawLength)
+	// The type is not checked: a tree and a file chunk with the same bytes
+	// are one blob (deduplication does not look at types).
+	if !ok || e.Length != ref.Length {
+		return nil, wire.Corruptf("blob %x (%v): pack %x has no blob of %d bytes in a frame at %d+%d",
+			ref.ID[:8], t, ref.Pack, ref.RawLength, ref.Offset, ref.Length)
+	}
+	frame, err := p.frame(e)
 	if err != nil {
 		return nil, fmt.Errorf("blob %x: %w", ref.ID[:8], err)
 	}
-	raw, err := pack.Decompress(nil, stored, int(ref.RawLength))
+	raw, err := pack.Extract(frame, e)
 	if err != nil {
 		return nil, fmt.Errorf("blob %x: %w", ref.ID[:8], err)
 	}
@@ -448,18 +508,18 @@ type packCache struct {
 }
 
 type cacheItem struct {
-	done  chan struct{}
-	plain []byte
-	err   error
-	used  uint64
+	done chan struct{}
+	pack *openPack
+	err  error
+	used uint64
 }
 
 func newPackCache(max int) *packCache {
 	return &packCache{max: max, items: map[[16]byte]*cacheItem{}}
 }
 
-// get returns the pack's plaintext, calling fetch (once) if it is not cached.
-func (c *packCache) get(id [16]byte, fetch func() ([]byte, error)) ([]byte, error) {
+// get returns the opened pack, calling fetch (once) if it is not cached.
+func (c *packCache) get(id [16]byte, fetch func() (*openPack, error)) (*openPack, error) {
 	c.mu.Lock()
 	c.tick++
 	it, ok := c.items[id]
@@ -467,13 +527,13 @@ func (c *packCache) get(id [16]byte, fetch func() ([]byte, error)) ([]byte, erro
 		it.used = c.tick
 		c.mu.Unlock()
 		<-it.done
-		return it.plain, it.err
+		return it.pack, it.err
 	}
 	it = &cacheItem{done: make(chan struct{}), used: c.tick}
 	c.items[id] = it
 	c.evict()
 	c.mu.Unlock()
-	it.plain, it.err = fetch()
+	it.pack, it.err = fetch()
 	close(it.done)
 	if it.err != nil {
 		c.mu.Lock()
@@ -482,7 +542,7 @@ func (c *packCache) get(id [16]byte, fetch func() ([]byte, error)) ([]byte, erro
 		}
 		c.mu.Unlock()
 	}
-	return it.plain, it.err
+	return it.pack, it.err
 }
 
 // evict drops least recently used finished packs beyond max. Callers hold mu.

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zeebo/blake3"
 
@@ -135,6 +136,12 @@ func newGCM(key []byte) cipher.AEAD {
 // result is len(plaintext)+Overhead(len(plaintext)) bytes. Encryption is
 // randomised: sealing the same plaintext twice gives different bytes.
 func Seal(pub hpke.PublicKey, ad AD, plaintext []byte) ([]byte, error) {
+	return AppendSeal(nil, pub, ad, plaintext)
+}
+
+// AppendSeal is Seal appending the sealed object to dst (which must not
+// overlap plaintext), so a caller sealing many objects can reuse one buffer.
+func AppendSeal(dst []byte, pub hpke.PublicKey, ad AD, plaintext []byte) ([]byte, error) {
 	if pub == nil || pub.KEM().ID() != KEM().ID() {
 		return nil, fmt.Errorf("seal: %w", errWrongKEM)
 	}
@@ -153,7 +160,7 @@ func Seal(pub hpke.PublicKey, ad AD, plaintext []byte) ([]byte, error) {
 
 	n := len(plaintext)
 	bodyLen := n + segments(n)*tagSize
-	out := make([]byte, 0, n+Overhead(n))
+	out := slices.Grow(dst, n+Overhead(n))
 	out = append(out, encodedAD...)
 	out = binary.AppendUvarint(out, wrappedSize)
 	slot := len(out)

@@ -535,3 +535,29 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// TestAppendSealReusesBuffer: AppendSeal appends after dst's contents and,
+// given room, writes into dst's array; what it appends opens like Seal's.
+func TestAppendSealReusesBuffer(t *testing.T) {
+	priv := testKey(t)
+	buf := make([]byte, 0, 1<<20)
+	for _, n := range []int{0, 100, SegmentSize + 1, 3 * SegmentSize} {
+		pt := testenv.RandBytes(byte(n), n)
+		prefix := []byte("keep")
+		dst := append(buf[:0], prefix...)
+		s, err := AppendSeal(dst, priv.PublicKey(), testAD(), pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(s, prefix) || len(s) != len(prefix)+n+Overhead(n) {
+			t.Fatalf("%d bytes: got %d bytes, want the prefix and %d", n, len(s), n+Overhead(n))
+		}
+		if &s[0] != &buf[:1][0] {
+			t.Fatalf("%d bytes: AppendSeal did not use the buffer's room", n)
+		}
+		got, err := Open(priv, testAD(), s[len(prefix):])
+		if err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("%d bytes: Open = %v", n, err)
+		}
+	}
+}

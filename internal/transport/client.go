@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -275,15 +276,26 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, max in
 func (c *Client) doHeader(ctx context.Context, method, url string, body []byte, max int64, hdr http.Header) ([]byte, error) {
 	var out []byte
 	err := c.retry(ctx, func(ctx context.Context, wd *watchdog) (bool, error) {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, url, rd)
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
 		if err != nil {
 			return false, err
 		}
 		if body != nil {
+			// The transport may read and close a request body after Do
+			// returns (RoundTripper's contract); waiting until every body
+			// it was given is closed lets callers reuse body once Put
+			// returns.
+			var open sync.WaitGroup
+			defer open.Wait()
+			newBody := func() (io.ReadCloser, error) {
+				if len(body) == 0 {
+					return http.NoBody, nil
+				}
+				open.Add(1)
+				return &requestBody{Reader: bytes.NewReader(body), close: open.Done}, nil
+			}
+			req.Body, _ = newBody()
+			req.GetBody = newBody
 			req.ContentLength = int64(len(body))
 			req.Header.Set("Content-Type", "application/octet-stream")
 		}
@@ -540,5 +552,17 @@ func (c *Client) PushIdentity(ctx context.Context, identity []byte) error {
 	if err != nil {
 		return fmt.Errorf("push identity to %s: %w", c.d.Name, err)
 	}
+	return nil
+}
+
+// requestBody is a request body that reports when the transport closed it.
+type requestBody struct {
+	*bytes.Reader
+	once  sync.Once
+	close func()
+}
+
+func (b *requestBody) Close() error {
+	b.once.Do(b.close)
 	return nil
 }

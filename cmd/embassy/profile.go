@@ -1,0 +1,65 @@
+//go:build profile
+
+package main
+
+import (
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
+	"time"
+)
+
+// Built with -tags profile, the CLI writes a CPU profile of the whole command
+// to $EMBASSY_CPUPROFILE, and to $EMBASSY_HEAPPROFILE a heap profile taken
+// when the live heap (as of the last collection) was largest: for measuring,
+// never in a release build.
+func init() {
+	if path := os.Getenv("EMBASSY_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			panic(err)
+		}
+		prev := stopProfile
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close(); prev() }
+	}
+	if path := os.Getenv("EMBASSY_HEAPPROFILE"); path != "" {
+		go watchHeap(path)
+	}
+}
+
+func watchHeap(path string) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var max uint64
+	for range time.Tick(50 * time.Millisecond) {
+		metrics.Read(s)
+		if v := s[0].Value.Uint64(); v > max {
+			max = v
+			f, err := os.Create(path)
+			if err != nil {
+				panic(err)
+			}
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+			os.WriteFile(path+".live", []byte(time.Now().String()+" "+itoa(v)+"\n"), 0o644)
+		}
+	}
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+var _ = runtime.GC
