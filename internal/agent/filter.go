@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"sync/atomic"
 )
@@ -69,3 +70,32 @@ func (f *filter) has(id []byte) bool {
 
 // full reports whether the filter holds more IDs than it was sized for.
 func (f *filter) full() bool { return f.count.Load() > f.limit }
+
+// Encoding of a filter in the cache (docs/spec/home.md, meta/chunkfilter):
+// uint64 number of bits m (a power of two, ≥ 64) ‖ uint64 IDs added ‖
+// m/64 × uint64 words, all big-endian; bit b is bit b%64 of word b/64.
+func (f *filter) marshal() []byte {
+	out := make([]byte, 16, 16+8*len(f.bits))
+	binary.BigEndian.PutUint64(out, f.mask+1)
+	binary.BigEndian.PutUint64(out[8:], uint64(f.count.Load()))
+	for i := range f.bits {
+		out = binary.BigEndian.AppendUint64(out, f.bits[i].Load())
+	}
+	return out
+}
+
+func unmarshalFilter(b []byte) (*filter, error) {
+	if len(b) < 16 {
+		return nil, fmt.Errorf("chunk filter: %d bytes", len(b))
+	}
+	m, n := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+	if m < 64 || m&(m-1) != 0 || m/64 > 1<<32 || uint64(len(b)-16) != m/8 || n > 1<<62 {
+		return nil, fmt.Errorf("chunk filter: %d bits, %d bytes", m, len(b))
+	}
+	f := &filter{bits: make([]atomic.Uint64, m/64), mask: m - 1, limit: int64(m / filterBitsPerID)}
+	for i := range f.bits {
+		f.bits[i].Store(binary.BigEndian.Uint64(b[16+8*i:]))
+	}
+	f.count.Store(int64(n))
+	return f, nil
+}
