@@ -46,19 +46,9 @@ func TestAddFrameRoundTrip(t *testing.T) {
 			t.Fatalf("%d frames: index has %d", n, len(grouped))
 		}
 		for i, f := range grouped {
-			stored, err := Blob(plain, f[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := Decompress(nil, stored, int(f[0].FrameLength))
-			if err != nil {
-				t.Fatalf("frame %d: %v", i, err)
-			}
+			_, raw, blobs := frameBlobs(t, plain, i, f)
 			for j, e := range f {
-				blob, err := Extract(raw, e)
-				if err != nil {
-					t.Fatalf("frame %d blob %d: %v", i, j, err)
-				}
+				blob := blobs[j]
 				if !bytes.Equal(blob, frames[i][j].raw) || e.ID != h.Sum(blob) || e.Type != frames[i][j].t {
 					t.Fatalf("frame %d blob %d differs", i, j)
 				}

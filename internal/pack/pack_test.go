@@ -260,26 +260,11 @@ type blob struct {
 
 func buildPack(t testing.TB, h *chunk.Hasher, blobs []blob) ([]byte, []Entry) {
 	t.Helper()
-	b := NewBuilder()
-	var want []Entry
-	for _, bl := range blobs {
-		stored := Compress(nil, bl.raw)
-		before := b.Size()
-		e := b.Add(bl.t, h.Sum(bl.raw), stored, len(bl.raw))
-		if b.Size() <= before {
-			t.Fatal("Size did not grow")
-		}
-		want = append(want, e)
+	frames := make([][]blob, len(blobs))
+	for i, bl := range blobs {
+		frames[i] = []blob{bl} // Add is a one-blob AddFrame (TestAddIsOneBlobFrame)
 	}
-	if b.Count() != len(blobs) {
-		t.Fatalf("Count = %d, want %d", b.Count(), len(blobs))
-	}
-	size := b.Size()
-	plain := b.Finish()
-	if len(plain) != size {
-		t.Fatalf("Size() = %d before Finish, Finish gave %d bytes", size, len(plain))
-	}
-	return plain, want
+	return buildFrames(t, h, frames)
 }
 
 // buildFrames builds a pack of frames with AddFrame: each frame's blobs are
@@ -323,6 +308,29 @@ func oneBlobFrames(blobs []blob) [][]blob {
 }
 
 // groupFrames splits entries (as ParseIndex returns them) into frames.
+// frameBlobs decompresses the frame whose entries are f and returns its
+// codec, its raw bytes and each blob as Extract gives it; any error fails
+// the test.
+func frameBlobs(t *testing.T, plain []byte, i int, f []Entry) (codec byte, raw []byte, blobs [][]byte) {
+	t.Helper()
+	stored, err := Blob(plain, f[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err = Decompress(nil, stored, int(f[0].FrameLength))
+	if err != nil {
+		t.Fatalf("frame %d: %v", i, err)
+	}
+	for j, e := range f {
+		blob, err := Extract(raw, e)
+		if err != nil {
+			t.Fatalf("frame %d blob %d: %v", i, j, err)
+		}
+		blobs = append(blobs, blob)
+	}
+	return stored[0], raw, blobs
+}
+
 func groupFrames(entries []Entry) [][]Entry {
 	var frames [][]Entry
 	for i := 0; i < len(entries); {
@@ -794,23 +802,12 @@ func TestGolden(t *testing.T) {
 				if len(f) != len(want) {
 					t.Fatalf("frame %d: %d blobs, want %d", i, len(f), len(want))
 				}
-				stored, err := Blob(plain, f[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				if stored[0] != tt.codecs[i] {
-					t.Errorf("frame %d: codec %d, want %d", i, stored[0], tt.codecs[i])
-				}
-				raw, err := Decompress(nil, stored, int(f[0].FrameLength))
-				if err != nil {
-					t.Fatalf("frame %d: %v", i, err)
+				codec, _, blobs := frameBlobs(t, plain, i, f)
+				if codec != tt.codecs[i] {
+					t.Errorf("frame %d: codec %d, want %d", i, codec, tt.codecs[i])
 				}
 				for j, e := range f {
-					blob, err := Extract(raw, e)
-					if err != nil {
-						t.Fatalf("frame %d blob %d: %v", i, j, err)
-					}
-					if e.Type != want[j].t || e.ID != h.Sum(want[j].raw) || !bytes.Equal(blob, want[j].raw) {
+					if e.Type != want[j].t || e.ID != h.Sum(want[j].raw) || !bytes.Equal(blobs[j], want[j].raw) {
 						t.Errorf("frame %d blob %d differs from the expected content", i, j)
 					}
 				}
