@@ -917,3 +917,61 @@ func TestFileChangesWhileListed(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureDeepInWideTree: a file that cannot be opened deep in one of
+// many subtrees, while the readers and workers have others' files in
+// flight, fails the backup, naming it, publishes nothing and leaves no
+// goroutine behind; the clean tree then restores exactly (it replaces the
+// walker's file opener, so it does not run in parallel).
+func TestFailureDeepInWideTree(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	src := filepath.Join(e.dir, "src")
+	var bad string
+	for d := 0; d < 12; d++ {
+		for s := 0; s < 3; s++ {
+			dir := filepath.Join(src, fmt.Sprintf("d%02d", d), fmt.Sprintf("s%d", s), "deep")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for f := 0; f < 20; f++ {
+				p := filepath.Join(dir, fmt.Sprintf("f%02d.txt", f))
+				if err := os.WriteFile(p, []byte(fmt.Sprintf("%d/%d/%d\n", d, s, f)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if d == 7 && s == 2 && f == 13 {
+					bad = p
+				}
+			}
+		}
+	}
+	goroutines := runtime.NumGoroutine()
+	for round := 0; round < 3; round++ {
+		reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
+			if p == bad {
+				return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
+			}
+			return os.Open(p)
+		})
+		_, err := e.backup(src)
+		reset()
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("round %d: backup with an unopenable file: %v; want an error naming %s", round, err, bad)
+		}
+	}
+	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
+		t.Fatalf("failed backups left envelopes %v", got)
+	}
+	for i := 0; runtime.NumGoroutine() > goroutines; i++ {
+		if i == 100 {
+			t.Fatalf("%d goroutines after failed backups, %d before", runtime.NumGoroutine(), goroutines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := e.mustBackup(src)
+	if r.Files != 12*3*20 || r.Dirs != 1+12+12*3+12*3 {
+		t.Fatalf("backup saw %d files, %d dirs", r.Files, r.Dirs)
+	}
+	target := filepath.Join(e.dir, "restored")
+	e.restore("latest", target)
+	compare(t, src, filepath.Join(target, "src"))
+}
