@@ -1372,6 +1372,15 @@ func newBudget(max int) *budget {
 
 // acquire waits until n bytes fit; it returns false if ctx ends first.
 func (b *budget) acquire(ctx context.Context, n int) bool {
+	b.mu.Lock()
+	if b.used == 0 || b.used+n <= b.max {
+		// Room now: no need to watch ctx (registering a watcher per chunk
+		// allocated and contended on the context's lock).
+		b.used += n
+		b.mu.Unlock()
+		return ctx.Err() == nil || b.undo(n)
+	}
+	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		b.cond.Broadcast()
@@ -1388,6 +1397,12 @@ func (b *budget) acquire(ctx context.Context, n int) bool {
 	}
 	b.used += n
 	return true
+}
+
+// undo gives back n bytes just taken and reports false.
+func (b *budget) undo(n int) bool {
+	b.release(n)
+	return false
 }
 
 func (b *budget) release(n int) {

@@ -162,7 +162,15 @@ func (c *cache) head() (seq uint64, h [32]byte) {
 }
 
 func encodeLoc(pack [16]byte, off, length, raw uint64) []byte {
-	w := wire.NewWriter(make([]byte, 0, 40))
+	return appendLoc(make([]byte, 0, maxLocSize), pack, off, length, raw)
+}
+
+// maxLocSize is the longest encoded location: a pack ID and three uvarints.
+const maxLocSize = 16 + 3*binary.MaxVarintLen64
+
+// appendLoc appends a location's encoding to dst.
+func appendLoc(dst []byte, pack [16]byte, off, length, raw uint64) []byte {
+	w := wire.NewWriter(dst)
 	w.Fixed(pack[:])
 	w.Uvarint(off)
 	w.Uvarint(length)
@@ -260,9 +268,13 @@ func (c *cache) addPacks(ps []durablePack) error {
 		}
 		cb := tx.Bucket(bChunks)
 		f := c.chunks.Load()
+		// Values must stay valid until the commit: one arena for all.
+		arena := make([]byte, 0, len(sorted)*maxLocSize)
 		for _, l := range sorted {
 			e := l.e
-			if err := cb.Put(e.ID[:], encodeLoc(l.pack, e.Offset, e.Length, e.RawLength)); err != nil {
+			start := len(arena)
+			arena = appendLoc(arena, l.pack, e.Offset, e.Length, e.RawLength)
+			if err := cb.Put(e.ID[:], arena[start:len(arena):len(arena)]); err != nil {
 				return err
 			}
 			// Before the commit: once a lookup can see the chunk, so can
