@@ -263,6 +263,12 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	}
 	defer c.close()
 
+	uploaders := Uploaders
+	for _, x := range hs {
+		if x.Remote != nil {
+			uploaders = RemoteUploaders
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &backup{
@@ -273,7 +279,8 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		budget:   newBudget(ReadAhead),
 		uploads:  make(chan *packJob),
 		inflight: map[chunk.ID]*blobState{},
-		packBufs: make(chan []byte, RemoteUploaders),
+		packBufs: make(chan []byte, uploaders), // one per pack being sealed
+
 		used:     map[[16]byte]struct{}{},
 		newPacks: map[[16]byte]snapshot.PackRef{},
 	}
@@ -291,12 +298,6 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	for i := 0; i < opts.Workers; i++ {
 		b.workers.Add(1)
 		go b.worker()
-	}
-	uploaders := Uploaders
-	for _, x := range hs {
-		if x.Remote != nil {
-			uploaders = RemoteUploaders
-		}
 	}
 	for i := 0; i < uploaders; i++ {
 		b.upwg.Add(1)

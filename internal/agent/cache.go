@@ -105,17 +105,17 @@ var keyFilter = []byte("chunkfilter")
 // 500 000 chunks in the page cache, but it reads the whole index: ~100 MB
 // at a million chunks), with room for extra more.
 func (c *cache) loadFilter(tx *bolt.Tx, extra int64) error {
-	b := tx.Bucket(bChunks)
-	var ids [][]byte
-	cur := b.Cursor()
+	// Two passes (count, then add) rather than holding every key.
+	cur := tx.Bucket(bChunks).Cursor()
+	var n int64
 	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
 		if len(k) != 32 {
 			return fmt.Errorf("chunks bucket: key of %d bytes", len(k))
 		}
-		ids = append(ids, k)
+		n++
 	}
-	f := newFilter(int64(len(ids)) + extra)
-	for _, k := range ids {
+	f := newFilter(n + extra)
+	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
 		f.add(k)
 	}
 	c.chunks.Store(f)
@@ -257,35 +257,74 @@ func (c *cache) addPacks(ps []durablePack) error {
 		}
 		return bytes.Compare(a.e.ID[:], b.e.ID[:])
 	})
-	return c.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bMeta).Delete(keyFilter); err != nil {
+	// bbolt keeps every leaf page a transaction touches in memory until it
+	// commits, and random IDs spread over the whole index: one transaction
+	// for the batch held most of the index (210 MB at 930 000 chunks).
+	// The sorted batch is cut into runs that each cover a slice of the key
+	// space touching at most ~maxTxLeaves leaves; every leaf is still
+	// written about once per batch.
+	per := keysPerTx(int64(len(sorted)), c.chunks.Load().count.Load())
+	// Values must stay valid until their commit: one arena for all.
+	arena := make([]byte, 0, len(sorted)*maxLocSize)
+	for start := 0; start == 0 || start < len(sorted); start += per {
+		run := sorted[start:min(start+per, len(sorted))]
+		err := c.db.Update(func(tx *bolt.Tx) error {
+			if start == 0 {
+				// Packs first: a chunk in the cache always has its pack.
+				if err := tx.Bucket(bMeta).Delete(keyFilter); err != nil {
+					return err
+				}
+				for _, p := range ps {
+					if err := tx.Bucket(bPacks).Put(p.ref.ID[:], encodePackRef(p.ref)); err != nil {
+						return err
+					}
+				}
+			}
+			cb := tx.Bucket(bChunks)
+			f := c.chunks.Load()
+			for _, l := range run {
+				e := l.e
+				at := len(arena)
+				arena = appendLoc(arena, l.pack, e.Offset, e.Length, e.RawLength)
+				if err := cb.Put(e.ID[:], arena[at:len(arena):len(arena)]); err != nil {
+					return err
+				}
+				// Before the commit: once a lookup can see the chunk, so
+				// can the filter (the backup drops its own record after).
+				f.add(e.ID[:])
+			}
+			if f.full() {
+				return c.loadFilter(tx, f.count.Load())
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		for _, p := range ps {
-			if err := tx.Bucket(bPacks).Put(p.ref.ID[:], encodePackRef(p.ref)); err != nil {
-				return err
-			}
+		if len(sorted) == 0 {
+			break
 		}
-		cb := tx.Bucket(bChunks)
-		f := c.chunks.Load()
-		// Values must stay valid until the commit: one arena for all.
-		arena := make([]byte, 0, len(sorted)*maxLocSize)
-		for _, l := range sorted {
-			e := l.e
-			start := len(arena)
-			arena = appendLoc(arena, l.pack, e.Offset, e.Length, e.RawLength)
-			if err := cb.Put(e.ID[:], arena[start:len(arena):len(arena)]); err != nil {
-				return err
-			}
-			// Before the commit: once a lookup can see the chunk, so can
-			// the filter (the backup drops its own record after the commit).
-			f.add(e.ID[:])
-		}
-		if f.full() {
-			return c.loadFilter(tx, f.count.Load())
-		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// maxTxLeaves bounds the leaf pages of the chunk index one cache
+// transaction touches (~10 KB of memory each until it commits).
+const maxTxLeaves = 2048
+
+// chunksPerLeaf is about how many chunk entries a leaf page of the index
+// holds (4 KiB pages about half to fully filled, ~74 bytes an entry).
+const chunksPerLeaf = 40
+
+// keysPerTx is how many keys of a sorted batch of n go into one
+// transaction when the index already holds indexed chunks.
+func keysPerTx(n, indexed int64) int {
+	leaves := (indexed + n) / chunksPerLeaf
+	if leaves <= maxTxLeaves || n <= maxTxLeaves {
+		return int(max(n, 1))
+	}
+	// A run of k sorted keys covers k/n of the key space: ~leaves·k/n leaves.
+	return int(max(maxTxLeaves, n*maxTxLeaves/leaves))
 }
 
 var errNoPack = errors.New("pack not in cache")
