@@ -384,14 +384,7 @@ func TestUnreadableFile(t *testing.T) {
 	if got := e.envelopes(); !slices.Equal(got, oneEnvelope) {
 		t.Fatalf("failed backup changed envelopes to %v", got)
 	}
-	// Backup waits for every goroutine it started, even when it fails. (A
-	// goroutine may still be between its last Done and its exit: retry.)
-	for i := 0; runtime.NumGoroutine() > goroutines; i++ {
-		if i == 100 {
-			t.Fatalf("%d goroutines after a failed backup, %d before", runtime.NumGoroutine(), goroutines)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGoroutines(t, goroutines, "a failed backup")
 
 	// Without the fault the next backup follows the last good one: no gap,
 	// no fork.
@@ -962,12 +955,7 @@ func TestFailureDeepInWideTree(t *testing.T) {
 	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
 		t.Fatalf("failed backups left envelopes %v", got)
 	}
-	for i := 0; runtime.NumGoroutine() > goroutines; i++ {
-		if i == 100 {
-			t.Fatalf("%d goroutines after failed backups, %d before", runtime.NumGoroutine(), goroutines)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGoroutines(t, goroutines, "failed backups")
 	r := e.mustBackup(src)
 	if r.Files != 12*3*20 || r.Dirs != 1+12+12*3+12*3 {
 		t.Fatalf("backup saw %d files, %d dirs", r.Files, r.Dirs)
@@ -1017,12 +1005,7 @@ func TestCancelMidBackup(t *testing.T) {
 	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
 		t.Fatalf("cancelled backup left envelopes %v", got)
 	}
-	for i := 0; runtime.NumGoroutine() > goroutines; i++ {
-		if i == 100 {
-			t.Fatalf("%d goroutines after a cancelled backup, %d before", runtime.NumGoroutine(), goroutines)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGoroutines(t, goroutines, "a cancelled backup")
 	r := e.mustBackup(src)
 	if r.Files != 20*100+1 || r.Seq != 1 {
 		t.Fatalf("backup after the cancelled one: %d files, seq %d", r.Files, r.Seq)
@@ -1030,4 +1013,17 @@ func TestCancelMidBackup(t *testing.T) {
 	target := filepath.Join(e.dir, "restored")
 	e.restore("latest", target)
 	compare(t, src, filepath.Join(target, "src"))
+}
+
+// waitGoroutines fails the test unless the goroutine count falls back to
+// before: Backup waits for every goroutine it started, even when it fails
+// (one may still be between its last Done and its exit, so it retries).
+func waitGoroutines(t *testing.T, before int, after string) {
+	t.Helper()
+	for i := 0; runtime.NumGoroutine() > before; i++ {
+		if i == 100 {
+			t.Fatalf("%d goroutines after %s, %d before", runtime.NumGoroutine(), after, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
