@@ -7,22 +7,25 @@ import (
 	"time"
 )
 
+// govCheckHostJSON is one host's governance status in check's JSON report.
+type govCheckHostJSON struct {
+	Agreement uint64 `json:"agreement"`
+	Hash      string `json:"agreement_hash"`
+	Synced    bool   `json:"synced"`
+	Datasets  map[string]struct {
+		Phase string `json:"phase"`
+		Epoch uint64 `json:"epoch"`
+		Host  string `json:"host"`
+	} `json:"datasets"`
+}
+
 // govCheckJSON is the governance part of check's JSON report.
 type govCheckJSON struct {
 	Healthy bool `json:"healthy"`
 	Hosts   []struct {
-		Name       string `json:"name"`
-		Available  bool   `json:"available"`
-		Governance *struct {
-			Agreement uint64 `json:"agreement"`
-			Hash      string `json:"agreement_hash"`
-			Synced    bool   `json:"synced"`
-			Datasets  map[string]struct {
-				Phase string `json:"phase"`
-				Epoch uint64 `json:"epoch"`
-				Host  string `json:"host"`
-			} `json:"datasets"`
-		} `json:"governance"`
+		Name       string            `json:"name"`
+		Available  bool              `json:"available"`
+		Governance *govCheckHostJSON `json:"governance"`
 	} `json:"hosts"`
 	Problems []struct {
 		Severity, Kind, Dataset, Host, Message string
@@ -103,16 +106,7 @@ func TestGovCheck(t *testing.T) {
 	for {
 		r = embassy(t, append(checkArgs, "--json")...)
 		rep = parseJSON[govCheckJSON](t, r.stdout)
-		var c *struct {
-			Agreement uint64 `json:"agreement"`
-			Hash      string `json:"agreement_hash"`
-			Synced    bool   `json:"synced"`
-			Datasets  map[string]struct {
-				Phase string `json:"phase"`
-				Epoch uint64 `json:"epoch"`
-				Host  string `json:"host"`
-			} `json:"datasets"`
-		}
+		var c *govCheckHostJSON
 		for _, h := range rep.Hosts {
 			if h.Name == "c" {
 				c = h.Governance
