@@ -363,6 +363,13 @@ func TestGovernanceActivation(t *testing.T) {
 	if fp == nil {
 		t.Fatalf("dataset rotate:\n%s", out)
 	}
+	// What the old keys made at home is gone: the cache and its chunk
+	// index (chunk IDs under the old MAC key).
+	for _, f := range []string{"cache.db", "chunkindex"} {
+		if _, err := os.Stat(filepath.Join(g.home, "datasets", "registry", f)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("after rotate, %s: %v", f, err)
+		}
+	}
 	if r := embassy(t, "identity", "push", "--home", g.home); r.code == 0 {
 		t.Fatal("hosts took the new dataset keys before any rotate order")
 	}

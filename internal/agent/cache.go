@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/embassy-project/embassy/internal/chunkindex"
 	"github.com/embassy-project/embassy/internal/pack"
 	"github.com/embassy-project/embassy/internal/snapshot"
 	"github.com/embassy-project/embassy/internal/tree"
@@ -25,14 +27,18 @@ import (
 // never correctness. It is written only after the data it describes is
 // durable on every host.
 //
-//	meta     "head" → seq (8) || envelope hash (32); "gen" → "files-a" or "files-b"
-//	chunks   chunk ID (32) → pack ID (16) || uvarint offset, length, raw length
+//	meta     "head" → seq (8) || envelope hash (32); "gen" → "files-a" or "files-b";
+//	         "runs" → the chunk index's run files (runs.go)
 //	packs    pack ID (16) → PackRef encoding (below)
 //	envs     envelope address (32) → dataset ID (16) || seq (8)
 //	files-a, files-b   directory path → the entries seen there (fileEntry list)
+//
+// Where each chunk lies is not in bbolt but in the chunk index, sorted run
+// files next to the database (runs.go); older caches kept it in a bucket
+// "chunks", moved into a run when opened.
 var (
 	bMeta   = []byte("meta")
-	bChunks = []byte("chunks")
+	bChunks = []byte("chunks") // before the chunk index: chunk ID → location
 	bPacks  = []byte("packs")
 	bEnvs   = []byte("envs")
 )
@@ -42,6 +48,7 @@ type cache struct {
 	gen    []byte // bucket of the last completed backup's file entries
 	nxt    []byte // bucket this backup writes
 	chunks atomic.Pointer[filter]
+	index  runIndex
 }
 
 func openCache(path string) (*cache, error) {
@@ -54,7 +61,7 @@ func openCache(path string) (*cache, error) {
 	}
 	c := &cache{db: db}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bChunks, bPacks, bEnvs} {
+		for _, b := range [][]byte{bMeta, bPacks, bEnvs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -79,6 +86,9 @@ func openCache(path string) (*cache, error) {
 		return err
 	})
 	if err == nil {
+		err = c.index.open(db, filepath.Join(filepath.Dir(path), runsDir))
+	}
+	if err == nil {
 		err = db.View(func(tx *bolt.Tx) error {
 			if f, err := unmarshalFilter(tx.Bucket(bMeta).Get(keyFilter)); err == nil {
 				c.chunks.Store(f)
@@ -86,12 +96,14 @@ func openCache(path string) (*cache, error) {
 			}
 			// None saved (an older cache, or a backup that did not
 			// finish since chunks were added): build it.
-			return c.loadFilter(tx, 0)
+			return c.loadFilter(0)
 		})
 	}
 	if err != nil {
+		c.index.close()
 		db.Close()
-		return nil, fmt.Errorf("open cache %s: %w", path, err)
+		return nil, fmt.Errorf("open cache %s: %w (the cache can be deleted: %s and %s; the next backup then uploads everything again)",
+			path, err, path, filepath.Join(filepath.Dir(path), runsDir))
 	}
 	return c, nil
 }
@@ -101,31 +113,40 @@ func openCache(path string) (*cache, error) {
 // written again by commit, so a saved filter always covers every chunk.
 var keyFilter = []byte("chunkfilter")
 
-// loadFilter builds the chunk filter from the chunks bucket (~20 ms per
-// 500 000 chunks in the page cache, but it reads the whole index: ~100 MB
-// at a million chunks), with room for extra more.
-func (c *cache) loadFilter(tx *bolt.Tx, extra int64) error {
-	// Two passes (count, then add) rather than holding every key.
-	cur := tx.Bucket(bChunks).Cursor()
+// loadFilter builds the chunk filter from the chunk index, with room for
+// extra more. It reads every run whole (64 bytes a chunk: 64 MB at a
+// million chunks), checking each block.
+func (c *cache) loadFilter(extra int64) error {
+	runs := c.index.current()
 	var n int64
-	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-		if len(k) != 32 {
-			return fmt.Errorf("chunks bucket: key of %d bytes", len(k))
-		}
-		n++
+	for _, r := range runs {
+		n += r.Len()
 	}
 	f := newFilter(n + extra)
-	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-		f.add(k)
+	var e chunkindex.Entry
+	for _, r := range runs {
+		it := r.Iter()
+		for it.Next(&e) {
+			f.add(e.ID[:])
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("chunk index run %s: %w", r.name, err)
+		}
 	}
 	c.chunks.Store(f)
 	return nil
 }
 
-func (c *cache) close() error { return c.db.Close() }
+func (c *cache) close() error {
+	err := c.index.close()
+	return errors.Join(c.db.Close(), err)
+}
 
 // commit makes this backup's file entries current and syncs to disk.
 func (c *cache) commit(seq uint64, head [32]byte) error {
+	if err := c.index.failure(); err != nil {
+		return fmt.Errorf("update cache: %w", err)
+	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		v := make([]byte, 40)
 		binary.BigEndian.PutUint64(v, seq)
@@ -178,25 +199,18 @@ func appendLoc(dst []byte, pack [16]byte, off, length, raw uint64) []byte {
 	return w.Bytes()
 }
 
+// chunk looks id up: the filter first, then the chunk index. A damaged
+// index answers "not found" (storing the chunk again is always correct)
+// and fails the backup when it records or commits (index.failure).
 func (c *cache) chunk(id [32]byte) (tree.Ref, bool) {
-	var ref tree.Ref
-	var ok bool
 	if !c.chunks.Load().has(id[:]) {
-		return ref, false
+		return tree.Ref{}, false
 	}
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bChunks).Get(id[:])
-		if v == nil {
-			return nil
-		}
-		r := wire.NewReader(v, "cache chunk")
-		ref.ID = id
-		r.FixedInto(ref.Pack[:])
-		ref.Offset, ref.Length, ref.RawLength = r.Uvarint(), r.Uvarint(), r.Uvarint()
-		ok = r.Done() == nil
-		return nil
-	})
-	return ref, ok
+	e, ok := c.index.lookup(&id)
+	if !ok {
+		return tree.Ref{}, false
+	}
+	return tree.Ref{ID: id, Pack: e.Pack, Offset: e.Offset, Length: uint64(e.Length), RawLength: uint64(e.RawLength)}, true
 }
 
 func encodePackRef(p *snapshot.PackRef) []byte {
@@ -233,98 +247,74 @@ type durablePack struct {
 	entries []pack.Entry
 }
 
-// addPacks records packs in one transaction. Chunk IDs are random, so each
-// transaction rewrites most leaf pages of the chunks bucket; recording
-// several packs at once rewrites them once.
+// addPacks records packs: their blobs become one new run of the chunk
+// index (merged with the newest runs when they are no larger), then one
+// bbolt transaction records the packs and the new list of runs.
 func (c *cache) addPacks(ps []durablePack) error {
-	// Insert in key order: random-order inserts into one bbolt transaction
-	// shift leaf entries on every put, which made packs of many small blobs
-	// quadratic (75% of backup time on small files).
-	type loc struct {
-		prefix uint64 // the ID's first 8 bytes, big-endian: most comparisons end there
-		e      *pack.Entry
-		pack   [16]byte
+	if err := c.index.failure(); err != nil {
+		return err
 	}
-	var sorted []loc
+	var n int
+	for _, p := range ps {
+		n += len(p.entries)
+	}
+	es := make([]chunkindex.Entry, 0, n)
 	for _, p := range ps {
 		for i := range p.entries {
-			sorted = append(sorted, loc{binary.BigEndian.Uint64(p.entries[i].ID[:8]), &p.entries[i], p.ref.ID})
+			e := &p.entries[i]
+			if e.Length > pack.MaxStoredLength || e.RawLength > pack.MaxRawLength {
+				return fmt.Errorf("blob %x: lengths %d/%d beyond the pack format's", e.ID[:8], e.Length, e.RawLength)
+			}
+			es = append(es, chunkindex.Entry{ID: e.ID, Pack: p.ref.ID, Offset: e.Offset, Length: uint32(e.Length), RawLength: uint32(e.RawLength)})
 		}
 	}
-	slices.SortFunc(sorted, func(a, b loc) int {
-		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+	slices.SortStableFunc(es, func(a, b chunkindex.Entry) int {
+		if c := cmp.Compare(binary.BigEndian.Uint64(a.ID[:8]), binary.BigEndian.Uint64(b.ID[:8])); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.e.ID[:], b.e.ID[:])
+		return bytes.Compare(a.ID[:], b.ID[:])
 	})
-	// bbolt keeps every leaf page a transaction touches in memory until it
-	// commits, and random IDs spread over the whole index: one transaction
-	// for the batch held most of the index (210 MB at 930 000 chunks).
-	// The sorted batch is cut into runs that each cover a slice of the key
-	// space touching at most ~maxTxLeaves leaves; every leaf is still
-	// written about once per batch.
-	per := keysPerTx(int64(len(sorted)), c.chunks.Load().count.Load())
-	// Values must stay valid until their commit: one arena for all.
-	arena := make([]byte, 0, len(sorted)*maxLocSize)
-	for start := 0; start == 0 || start < len(sorted); start += per {
-		run := sorted[start:min(start+per, len(sorted))]
-		err := c.db.Update(func(tx *bolt.Tx) error {
-			if start == 0 {
-				// Packs first: a chunk in the cache always has its pack.
-				if err := tx.Bucket(bMeta).Delete(keyFilter); err != nil {
-					return err
-				}
-				for _, p := range ps {
-					if err := tx.Bucket(bPacks).Put(p.ref.ID[:], encodePackRef(p.ref)); err != nil {
-						return err
-					}
-				}
-			}
-			cb := tx.Bucket(bChunks)
-			f := c.chunks.Load()
-			for _, l := range run {
-				e := l.e
-				at := len(arena)
-				arena = appendLoc(arena, l.pack, e.Offset, e.Length, e.RawLength)
-				if err := cb.Put(e.ID[:], arena[at:len(arena):len(arena)]); err != nil {
-					return err
-				}
-				// Before the commit: once a lookup can see the chunk, so
-				// can the filter (the backup drops its own record after).
-				f.add(e.ID[:])
-			}
-			if f.full() {
-				return c.loadFilter(tx, f.count.Load())
-			}
-			return nil
-		})
-		if err != nil {
+	// The same blob twice in one batch (stored twice by a race between
+	// workers): keep the last recorded.
+	es = dedupSorted(es)
+	f := c.chunks.Load()
+	err := c.index.add(es, func(tx *bolt.Tx) error {
+		// Packs in the same transaction as the run listing their chunks:
+		// a chunk in the cache always has its pack.
+		if err := tx.Bucket(bMeta).Delete(keyFilter); err != nil {
 			return err
 		}
-		if len(sorted) == 0 {
-			break
+		for _, p := range ps {
+			if err := tx.Bucket(bPacks).Put(p.ref.ID[:], encodePackRef(p.ref)); err != nil {
+				return err
+			}
 		}
+		// Before the runs are published: once a lookup can see a chunk,
+		// so can the filter (the backup drops its own record after).
+		for i := range es {
+			f.add(es[i].ID[:])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if f.full() {
+		return c.loadFilter(f.count.Load())
 	}
 	return nil
 }
 
-// maxTxLeaves bounds the leaf pages of the chunk index one cache
-// transaction touches (~10 KB of memory each until it commits).
-const maxTxLeaves = 2048
-
-// chunksPerLeaf is about how many chunk entries a leaf page of the index
-// holds (4 KiB pages about half to fully filled, ~74 bytes an entry).
-const chunksPerLeaf = 40
-
-// keysPerTx is how many keys of a sorted batch of n go into one
-// transaction when the index already holds indexed chunks.
-func keysPerTx(n, indexed int64) int {
-	leaves := (indexed + n) / chunksPerLeaf
-	if leaves <= maxTxLeaves || n <= maxTxLeaves {
-		return int(max(n, 1))
+// dedupSorted drops all but the last of equal IDs in sorted es.
+func dedupSorted(es []chunkindex.Entry) []chunkindex.Entry {
+	out := es[:0]
+	for i := range es {
+		if i+1 < len(es) && es[i+1].ID == es[i].ID {
+			continue
+		}
+		out = append(out, es[i])
 	}
-	// A run of k sorted keys covers k/n of the key space: ~leaves·k/n leaves.
-	return int(max(maxTxLeaves, n*maxTxLeaves/leaves))
+	return out
 }
 
 var errNoPack = errors.New("pack not in cache")

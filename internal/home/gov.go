@@ -248,6 +248,11 @@ func (h *Home) RotateDataset(name, sharesDir string) (*guest.Dataset, []ShareFil
 	if err := os.Remove(h.CachePath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
+	// The cache's chunk index (internal/agent, docs/spec/chunk-index.md):
+	// IDs under the old MAC key.
+	if err := os.RemoveAll(filepath.Join(dsDir, "chunkindex")); err != nil {
+		return nil, nil, err
+	}
 	if err := writeFileAtomic(filepath.Join(dsDir, "mac.key"), []byte(hex.EncodeToString(secret.MACKey[:])+"\n"), 0o600); err != nil {
 		return nil, nil, err
 	}

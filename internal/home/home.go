@@ -11,6 +11,7 @@
 //	HOME/custodians/NAME.pub         the custodians' public keys
 //	HOME/datasets/NAME/mac.key       the dataset's dedup MAC key (0600)
 //	HOME/datasets/NAME/cache.db      the local cache (bbolt)
+//	HOME/datasets/NAME/chunkindex/   the cache's chunk index (sorted runs)
 package home
 
 import (
