@@ -163,11 +163,16 @@ func Encode(p Params, packID [16]byte, pack []byte) ([][]byte, error) {
 	return EncodeInto(nil, p, packID, pack)
 }
 
-// BufferSize is the length of the N shards of a pack of packLen bytes
-// together: the buffer EncodeInto needs to cut them from.
+// BufferSize is the length of the buffer EncodeInto needs to cut the N
+// shards of a pack of packLen bytes from.
 func BufferSize(p Params, packLen int) int {
-	return p.N * (HeaderSize + int(payloadLen(uint64(packLen), p.K)))
+	return p.N * shardStride(HeaderSize+int(payloadLen(uint64(packLen), p.K)))
 }
+
+// shardStride is where each shard of size bytes starts in EncodeInto's
+// buffer: a multiple of 4 KiB, so that shards cut from a page-aligned buffer
+// are page-aligned too and a store can write them with O_DIRECT.
+func shardStride(size int) int { return (size + 4095) &^ 4095 }
 
 // EncodeInto is Encode with the shards cut from buf when it is large enough
 // (its contents are overwritten), so a caller coding many packs can reuse
@@ -178,16 +183,17 @@ func EncodeInto(buf []byte, p Params, packID [16]byte, pack []byte) ([][]byte, e
 	}
 	l := int(payloadLen(uint64(len(pack)), p.K))
 	size := HeaderSize + l
-	if cap(buf) < p.N*size {
-		buf = make([]byte, p.N*size)
+	stride := shardStride(size)
+	if cap(buf) < p.N*stride {
+		buf = make([]byte, p.N*stride)
 	} else {
-		buf = buf[:p.N*size]
+		buf = buf[:p.N*stride]
 	}
 	shards := make([][]byte, p.N)
 	payloads := make([][]byte, p.N)
 	h := Header{K: p.K, N: p.N, PackID: packID, PackLen: uint64(len(pack)), PayloadLen: uint64(l)}
 	for i := range shards {
-		s := buf[i*size : (i+1)*size : (i+1)*size]
+		s := buf[i*stride : i*stride+size : i*stride+size]
 		h.Index = i
 		h.appendTo(s[:0])
 		shards[i] = s

@@ -188,8 +188,12 @@ func (s *Store) writeNew(path string, data []byte) (err error) {
 		// object; if removing it fails it is clutter the next Open removes.
 		_ = s.ops.Remove(tmp)
 	}()
-	if _, err := f.Write(data); err != nil {
+	if done, err := writeDirect(f, data); err != nil {
 		return fmt.Errorf("write temp file: %w", err)
+	} else if !done {
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("write temp file: %w", err)
+		}
 	}
 	if err := f.Chmod(objectPerm); err != nil {
 		return fmt.Errorf("chmod temp file: %w", err)
