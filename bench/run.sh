@@ -84,6 +84,7 @@ say "building embassy, the corpus generator and the runner into $work/bin"
 go build -o "$work/bin/embassy" ./cmd/embassy
 go build -o "$work/bin/corpus" ./bench/corpus
 go build -o "$work/bin/runner" ./bench/runner
+go build -o "$work/bin/readfloor" ./bench/readfloor
 
 # --- corpus (kept and reused: it is deterministic from size and seed) -----
 corpus="$work/corpus-$size-s$seed"
@@ -107,7 +108,7 @@ keepflag=()
 [ "$keep" = 1 ] && keepflag=(--keep)
 say "measuring: $tools, $rounds rounds"
 "$work/bin/runner" \
-	-repo "$repo" -embassy "$work/bin/embassy" -corpus "$corpus" -summary "$corpus.json" \
+	-repo "$repo" -embassy "$work/bin/embassy" -readfloor "$work/bin/readfloor" -corpus "$corpus" -summary "$corpus.json" \
 	-work "$work/run" -rounds "$rounds" -tools "$tools" -edit-seed "$edit_seed" \
 	-label "$label" -command "$argv" -out "$out" -md "$md" "${keepflag[@]}" </dev/null
 say "done: JSON in $out, markdown in $md"

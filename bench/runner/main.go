@@ -32,6 +32,7 @@ import (
 type config struct {
 	repo        string   // module root (for go test and git)
 	embassy     string   // built embassy binary
+	readfloor   string   // built bench/readfloor binary (optional)
 	corpus      string   // pristine corpus directory
 	summary     string   // corpus summary JSON from bench/corpus
 	work        string   // scratch directory (repositories, work copy, restores)
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string) error {
 	fl := flag.NewFlagSet("runner", flag.ContinueOnError)
 	fl.StringVar(&c.repo, "repo", ".", "embassy module root")
 	fl.StringVar(&c.embassy, "embassy", "", "embassy binary (required)")
+	fl.StringVar(&c.readfloor, "readfloor", "", "bench/readfloor binary: measure reading the corpus alone each round (optional)")
 	fl.StringVar(&c.corpus, "corpus", "", "pristine corpus directory (required; never modified)")
 	fl.StringVar(&c.summary, "summary", "", "corpus summary JSON written by bench/corpus (optional)")
 	fl.StringVar(&c.work, "work", "", "scratch directory (required; its contents are replaced)")
@@ -100,6 +102,11 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	var err error
+	if c.readfloor != "" {
+		if c.readfloor, err = filepath.Abs(c.readfloor); err != nil {
+			return err
+		}
+	}
 	for _, p := range []*string{&c.repo, &c.embassy, &c.corpus, &c.work} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
@@ -170,7 +177,16 @@ func bench(ctx context.Context, c *config) error {
 
 	ref := &reference{}
 	src := filepath.Join(c.work, "src", "registry")
+	var floor []readFloorSample
 	for r := 1; r <= c.rounds; r++ {
+		if c.readfloor != "" {
+			logf("round %d/%d: reading the files alone (bench/readfloor)", r, c.rounds)
+			s, err := readFloorOnce(ctx, c, m, src, r)
+			if err != nil {
+				return fmt.Errorf("round %d, readfloor: %w", r, err)
+			}
+			floor = append(floor, s)
+		}
 		order := rotate(ts, r-1)
 		for _, t := range order {
 			logf("round %d/%d: %s", r, c.rounds, t.name)
@@ -195,6 +211,7 @@ func bench(ctx context.Context, c *config) error {
 		}
 	}
 	res.MTLS = mtlsRatios(res)
+	res.ReadFloor = summariseReadFloor(floor, c.readfloorReaders())
 	if c.stages {
 		logf("stage benchmarks (go test -bench, -cpu 1, -benchtime %s)", c.benchtime)
 		st, err := runStages(ctx, c.repo, c.benchtime)

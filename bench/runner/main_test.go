@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,5 +256,44 @@ func TestFreeAddrs(t *testing.T) {
 	}
 	if len(a) != 3 || a[0] == a[1] || a[1] == a[2] || a[0] == a[2] || !strings.HasPrefix(a[0], "127.0.0.1:") {
 		t.Fatalf("freeAddrs = %v", a)
+	}
+}
+
+// TestLimitWithReadFloor: the limit is the larger of the read floor and the
+// CPU of the stages plus the reading over every core, and the markdown
+// states which one binds.
+func TestLimitWithReadFloor(t *testing.T) {
+	st := map[string]StageResult{}
+	for _, n := range []string{"Chunker/random", "Chunker/text", "HasherSum/1024KiB", "Compress/random/1MiB", "Compress/text/1MiB", "Seal/16384KiB", "Encode/2-of-3/16MiB"} {
+		st[n] = StageResult{MBps: 1000} // 1 ns a byte each
+	}
+	r := &Results{CorpusBytes: 1e9, Machine: Machine{CPUs: 2}, Embassy: EmbassyInfo{Hosts: 3, DataShards: 2}, CacheState: "dropped",
+		Runs:      map[string]map[string]float64{"embassy": {"backup_s": 20, "backup1_input_bytes": 1e9, "backup1_sealed_bytes": 5e8}},
+		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16)}
+	// Stages: 1+1+1 (chunk, hash, zstd) + 0.5 + 0.5 (seal, RS) + 2·1.5·0.5 (shard hashes) = 5.5 ns a byte.
+	l := limitModel(st, r, r.Runs["embassy"])
+	if math.Abs(l.NsPerInputByte-5.5) > 1e-9 || r.ReadFloor.Seconds != 10 || r.ReadFloor.CPU != 12 {
+		t.Fatalf("model %.3f ns/B, floor %+v", l.NsPerInputByte, r.ReadFloor)
+	}
+	// CPU bound: (5.5 s + 12 s) / 2 = 8.75 s < 10 s read floor.
+	if math.Abs(l.CPUBoundS-8.75) > 1e-9 || l.BoundS != 10 || l.BoundSlowest != "reading the files" || l.FractionOfBound != 0.5 || l.BoundMBps != 100 {
+		t.Fatalf("limit %+v", l)
+	}
+	r.Limit = l
+	md := renderMarkdown(r)
+	for _, want := range []string{"**10.00 s** (9.00–14.00; 100.0 MB/s)", "**100.0 MB/s** is the limit here, set by reading the files", "**50 % of the limit with reading**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	// A fast disk: CPU binds.
+	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16)
+	if l := limitModel(st, r, r.Runs["embassy"]); l.BoundS != 8.75 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
+		t.Fatalf("fast disk: %+v", l)
+	}
+	// No read floor measured: no bound, as before.
+	r.ReadFloor = nil
+	if l := limitModel(st, r, r.Runs["embassy"]); l.BoundS != 0 {
+		t.Fatalf("bound without a read floor: %+v", l)
 	}
 }

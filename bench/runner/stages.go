@@ -89,6 +89,17 @@ type Limit struct {
 	LimitMBps              float64    `json:"limit_mb_per_s"`    // all cores, perfect parallelism
 	MeasuredMBps           float64    `json:"measured_mb_per_s"` // corpus bytes ÷ median first backup
 	Fraction               float64    `json:"fraction_of_limit"`
+
+	// Reading the files is a stage too, measured (ReadFloor), not
+	// benchmarked: a first backup takes at least the read floor's time, and
+	// at least the CPU of the stages and of the reading spread over every
+	// core. The larger bound is the limit the slowest stage implies.
+	ReadFloorS      float64 `json:"read_floor_s,omitempty"`
+	CPUBoundS       float64 `json:"cpu_bound_s,omitempty"`
+	BoundS          float64 `json:"bound_s,omitempty"`
+	BoundMBps       float64 `json:"bound_mb_per_s,omitempty"`
+	BoundSlowest    string  `json:"bound_slowest,omitempty"`
+	FractionOfBound float64 `json:"fraction_of_bound,omitempty"`
 }
 
 // limitModel computes the ceiling: each stage's single-core time per input
@@ -162,6 +173,18 @@ func limitModel(st map[string]StageResult, res *Results, emb map[string]float64)
 	}
 	if l.LimitMBps > 0 {
 		l.Fraction = l.MeasuredMBps / l.LimitMBps
+	}
+	if f := res.ReadFloor; f != nil && f.Seconds > 0 && l.Cores > 0 && res.CorpusBytes > 0 {
+		l.ReadFloorS = f.Seconds
+		l.CPUBoundS = (l.NsPerInputByte*float64(res.CorpusBytes)/1e9 + f.CPU) / float64(l.Cores)
+		l.BoundS, l.BoundSlowest = l.CPUBoundS, "CPU (the stages and the reading together)"
+		if f.Seconds > l.CPUBoundS {
+			l.BoundS, l.BoundSlowest = f.Seconds, "reading the files"
+		}
+		l.BoundMBps = float64(res.CorpusBytes) / 1e6 / l.BoundS
+		if s := emb["backup_s"]; s > 0 {
+			l.FractionOfBound = l.BoundS / s
+		}
 	}
 	return l
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/embassy-project/embassy/internal/agent"
+)
+
+// readfloorReaders is how many files readfloor reads at once: as many as
+// the embassy backup's readers.
+func (c *config) readfloorReaders() int { return agent.Readers }
+
+// ReadFloor is reading the corpus and doing nothing else (bench/readfloor,
+// cold like every timed step): no backup of it can be faster, so it is a
+// stage of the limit model, measured rather than benchmarked.
+type ReadFloor struct {
+	Readers int        `json:"readers"`
+	Seconds float64    `json:"seconds"` // median
+	Spread  [2]float64 `json:"seconds_spread"`
+	CPU     float64    `json:"cpu_s"` // median user + system
+	Bytes   int64      `json:"bytes"`
+	Files   int64      `json:"files"`
+	MBps    float64    `json:"mb_per_s"`
+}
+
+type readFloorSample struct {
+	seconds, cpu float64
+	bytes, files int64
+}
+
+// readFloorOnce resets the work copy to the pristine corpus (the state the
+// first backups read) and times reading it.
+func readFloorOnce(ctx context.Context, c *config, m *measurer, src string, round int) (readFloorSample, error) {
+	if err := resetCopy(ctx, c.corpus, src); err != nil {
+		return readFloorSample{}, err
+	}
+	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(c.readfloorReaders()), src}})
+	if err != nil {
+		return readFloorSample{}, err
+	}
+	var out struct {
+		Files int64 `json:"files"`
+		Bytes int64 `json:"bytes"`
+	}
+	if err := json.Unmarshal(op.stdout, &out); err != nil {
+		return readFloorSample{}, fmt.Errorf("readfloor output: %w", err)
+	}
+	return readFloorSample{seconds: op.seconds, cpu: op.cpu, bytes: out.Bytes, files: out.Files}, nil
+}
+
+func summariseReadFloor(ss []readFloorSample, readers int) *ReadFloor {
+	if len(ss) == 0 {
+		return nil
+	}
+	var secs, cpu []float64
+	for _, s := range ss {
+		secs, cpu = append(secs, s.seconds), append(cpu, s.cpu)
+	}
+	med, lo, hi := stats(secs)
+	cmed, _, _ := stats(cpu)
+	f := &ReadFloor{Readers: readers, Seconds: med, Spread: [2]float64{lo, hi}, CPU: cmed, Bytes: ss[0].bytes, Files: ss[0].files}
+	if med > 0 {
+		f.MBps = float64(f.Bytes) / 1e6 / med
+	}
+	return f
+}
