@@ -50,7 +50,16 @@ type runIndex struct {
 	next    uint64                      // ID of the next run file
 	retired []*indexRun                 // merged away; closed with the index
 	bad     atomic.Pointer[error]
+
+	// crashAt, in tests, names a step of add at which it stops dead, as a
+	// process killed there would: no clean-up, no further step.
+	crashAt string
 }
+
+// errCrashed is what add returns when it stops at crashAt.
+var errCrashed = errors.New("stopped at a crash point (test)")
+
+func (x *runIndex) crash(step string) bool { return x.crashAt != "" && x.crashAt == step }
 
 func runName(id uint64) string { return fmt.Sprintf("%016x.run", id) }
 
@@ -267,6 +276,9 @@ func (x *runIndex) add(es []chunkindex.Entry, inTx func(*bolt.Tx) error) error {
 	w := chunkindex.NewWriter(f)
 	var r *indexRun
 	err = chunkindex.Merge(w, srcs...)
+	if err == nil && x.crash("run written") {
+		return errCrashed
+	}
 	if err == nil {
 		r, err = x.finishRun(f, w, id)
 	}
@@ -278,6 +290,9 @@ func (x *runIndex) add(es []chunkindex.Entry, inTx func(*bolt.Tx) error) error {
 			return x.failure()
 		}
 		return fmt.Errorf("write chunk index run %s: %w", name, err)
+	}
+	if x.crash("run synced") {
+		return errCrashed
 	}
 	runs := append(old[:i:i], r)
 	err = x.db.Update(func(tx *bolt.Tx) error {
@@ -291,6 +306,9 @@ func (x *runIndex) add(es []chunkindex.Entry, inTx func(*bolt.Tx) error) error {
 		os.Remove(name)
 		return err
 	}
+	if x.crash("listed") {
+		return errCrashed
+	}
 	x.runs.Store(&runs)
 	if i == len(old) {
 		return nil
@@ -301,9 +319,15 @@ func (x *runIndex) add(es []chunkindex.Entry, inTx func(*bolt.Tx) error) error {
 	if err := x.db.Sync(); err != nil {
 		return fmt.Errorf("sync cache: %w", err)
 	}
-	for _, r := range old[i:] {
+	if x.crash("synced") {
+		return errCrashed
+	}
+	for j, r := range old[i:] {
 		// A file left behind is deleted at the next open.
 		_ = os.Remove(r.name)
+		if j == 0 && x.crash("one merged run deleted") {
+			return errCrashed
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -362,6 +363,76 @@ func BenchmarkCacheRecord(b *testing.B) {
 				c.close()
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/chunk")
+		})
+	}
+}
+
+// A backup killed at any step of recording a batch leaves a cache that
+// opens, holds no unlisted run file, finds every chunk of the batches
+// recorded before, and holds the killed batch's chunks together with their
+// pack (the transaction listing the run committed) or not at all.
+func TestChunkIndexCrashPoints(t *testing.T) {
+	for _, step := range []string{"run written", "run synced", "listed", "synced", "one merged run deleted"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "cache.db")
+			c, err := openCache(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before []chunk.ID
+			for b, n := range []int{400, 200, 100} {
+				ids := randomIDs(n)
+				addBatch(t, c, byte(b), ids)
+				before = append(before, ids...)
+			}
+			if n := len(c.index.current()); n != 3 {
+				t.Fatalf("%d runs before the crash, want 3", n)
+			}
+			// 300 more: merges the two newest runs (200, 100) into the new one.
+			killed := randomIDs(300)
+			c.index.crashAt = step
+			es := make([]pack.Entry, len(killed))
+			for i, id := range killed {
+				es[i] = pack.Entry{Type: pack.BlobData, ID: id, Length: 1, RawLength: 1}
+			}
+			if err := c.addPack(&snapshot.PackRef{ID: [16]byte{0xee}}, es); !errors.Is(err, errCrashed) {
+				t.Fatalf("add: %v, want the crash", err)
+			}
+			c.close()
+
+			c, err = openCache(path)
+			if err != nil {
+				t.Fatalf("open after a crash at %q: %v", step, err)
+			}
+			defer c.close()
+			var listed []string
+			for _, r := range c.index.current() {
+				listed = append(listed, filepath.Base(r.name))
+			}
+			if got := runFiles(t, dir); !slices.Equal(got, listed) {
+				t.Fatalf("files %v, listed %v", got, listed)
+			}
+			for _, id := range before {
+				if _, ok := c.chunk(id); !ok {
+					t.Fatalf("a chunk recorded before the crash is lost")
+				}
+			}
+			var found int
+			for _, id := range killed {
+				if ref, ok := c.chunk(id); ok {
+					found++
+					if ref.Pack != [16]byte{0xee} {
+						t.Fatal("a killed batch's chunk points elsewhere")
+					}
+				}
+			}
+			committed := step != "run written" && step != "run synced"
+			if want := map[bool]int{true: len(killed), false: 0}[committed]; found != want || c.hasPack([16]byte{0xee}) != committed {
+				t.Fatalf("crash at %q: %d of the killed batch's chunks found, pack recorded %v", step, found, c.hasPack([16]byte{0xee}))
+			}
+			// And the next batch records normally.
+			addBatch(t, c, 0xf0, randomIDs(50))
 		})
 	}
 }
