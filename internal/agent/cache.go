@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/embassy-project/embassy/internal/chunkindex"
 	"github.com/embassy-project/embassy/internal/pack"
@@ -49,6 +50,8 @@ type cache struct {
 	nxt    []byte // bucket this backup writes
 	chunks atomic.Pointer[filter]
 	index  runIndex
+
+	mappedRead atomic.Int64 // bytes of file entries read since dropMapped
 }
 
 func openCache(path string) (*cache, error) {
@@ -417,13 +420,41 @@ func decodeEntries(b []byte) (map[string]fileEntry, error) {
 
 func (c *cache) dirEntries(path string) map[string]fileEntry {
 	var out map[string]fileEntry
+	var n int
 	_ = c.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(c.gen).Get([]byte(path)); v != nil {
+			n = len(v)
 			out, _ = decodeEntries(v) // a damaged entry only costs re-reading the files
 		}
 		return nil
 	})
+	if c.mappedRead.Add(int64(n)) >= dropMappedEvery {
+		c.mappedRead.Store(0)
+		c.dropMapped()
+	}
 	return out
+}
+
+// dropMappedEvery is how many bytes of file entries are read through the
+// database's memory map between two dropMapped calls.
+const dropMappedEvery = 16 << 20
+
+// dropMapped drops the database's pages from this process's memory map
+// (they stay in the page cache, and come back on the next access as minor
+// faults). Each directory's entries are read once and decoded into the
+// heap, so without this every page of the last backup's file entries stays
+// resident: 90 MB of RSS at 930 000 files. Safe: bbolt maps the file
+// read-only and shared (no page holds anything the file does not), and it
+// remaps only when no read transaction is open, so inside this one the
+// mapping's address and extent are fixed.
+func (c *cache) dropMapped() {
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		_, _, errno := unix.Syscall(unix.SYS_MADVISE, tx.DB().Info().Data, uintptr(tx.Size()), unix.MADV_DONTNEED)
+		if errno != 0 {
+			return errno // only costs memory
+		}
+		return nil
+	})
 }
 
 func (c *cache) putDir(path string, es []fileEntry) error {
