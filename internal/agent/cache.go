@@ -437,7 +437,7 @@ func (c *cache) dirEntries(path string) map[string]fileEntry {
 
 // dropMappedEvery is how many bytes of file entries are read through the
 // database's memory map between two dropMapped calls.
-const dropMappedEvery = 16 << 20
+var dropMappedEvery int64 = 16 << 20
 
 // dropMapped drops the database's pages from this process's memory map
 // (they stay in the page cache, and come back on the next access as minor
