@@ -93,13 +93,7 @@ func TestCacheFilterGrows(t *testing.T) {
 		}
 	}
 	check(c)
-	if err := c.close(); err != nil {
-		t.Fatal(err)
-	}
-	c, err = openCache(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = reopenCache(t, c, path)
 	defer c.close()
 	if c.chunks.Load().count.Load() != int64(len(all)) {
 		t.Fatalf("reopened filter holds %d IDs, want %d", c.chunks.Load().count.Load(), len(all))

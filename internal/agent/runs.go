@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/embassy-project/embassy/internal/atomicfile"
 	"github.com/embassy-project/embassy/internal/chunkindex"
 	"github.com/embassy-project/embassy/internal/wire"
 )
@@ -223,7 +224,7 @@ func (x *runIndex) finishRun(f *os.File, w *chunkindex.Writer, id uint64) (*inde
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	if err := syncDir(x.dir); err != nil {
+	if err := atomicfile.SyncDir(x.dir); err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()
@@ -237,14 +238,6 @@ func (x *runIndex) finishRun(f *os.File, w *chunkindex.Writer, id uint64) (*inde
 	return &indexRun{id: id, name: f.Name(), f: f, Run: r}, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 // add writes es (sorted, IDs distinct) as a new run, merged with the
 // newest runs, and lists it in one transaction that also runs inTx. Then

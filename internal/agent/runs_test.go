@@ -99,15 +99,22 @@ func TestChunkIndexRuns(t *testing.T) {
 		}
 	}
 	check(c)
+	c = reopenCache(t, c, path)
+	defer c.close()
+	check(c)
+}
+
+// reopenCache closes c and opens the cache at path again.
+func reopenCache(t *testing.T, c *cache, path string) *cache {
+	t.Helper()
 	if err := c.close(); err != nil {
 		t.Fatal(err)
 	}
-	c, err = openCache(path)
+	c, err := openCache(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
-	check(c)
+	return c
 }
 
 // A chunk recorded again (its pack was lost from the cache and it was
