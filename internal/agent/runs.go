@@ -238,7 +238,6 @@ func (x *runIndex) finishRun(f *os.File, w *chunkindex.Writer, id uint64) (*inde
 	return &indexRun{id: id, name: f.Name(), f: f, Run: r}, nil
 }
 
-
 // add writes es (sorted, IDs distinct) as a new run, merged with the
 // newest runs, and lists it in one transaction that also runs inTx. Then
 // lookups see it, and runs merged away are deleted.
