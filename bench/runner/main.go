@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/embassy-project/embassy/internal/agent"
 	"github.com/embassy-project/embassy/internal/sample"
 )
 
@@ -211,7 +212,7 @@ func bench(ctx context.Context, c *config) error {
 		}
 	}
 	res.MTLS = mtlsRatios(res)
-	res.ReadFloor = summariseReadFloor(floor, c.readfloorReaders())
+	res.ReadFloor = summariseReadFloor(floor, agent.Readers)
 	if c.stages {
 		logf("stage benchmarks (go test -bench, -cpu 1, -benchtime %s)", c.benchtime)
 		st, err := runStages(ctx, c.repo, c.benchtime)

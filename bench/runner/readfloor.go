@@ -9,10 +9,6 @@ import (
 	"github.com/embassy-project/embassy/internal/agent"
 )
 
-// readfloorReaders is how many files readfloor reads at once: as many as
-// the embassy backup's readers.
-func (c *config) readfloorReaders() int { return agent.Readers }
-
 // ReadFloor is reading the corpus and doing nothing else (bench/readfloor,
 // cold like every timed step): no backup of it can be faster, so it is a
 // stage of the limit model, measured rather than benchmarked.
@@ -32,12 +28,13 @@ type readFloorSample struct {
 }
 
 // readFloorOnce resets the work copy to the pristine corpus (the state the
-// first backups read) and times reading it.
+// first backups read) and times reading it with as many readers as the
+// embassy backup has.
 func readFloorOnce(ctx context.Context, c *config, m *measurer, src string, round int) (readFloorSample, error) {
 	if err := resetCopy(ctx, c.corpus, src); err != nil {
 		return readFloorSample{}, err
 	}
-	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(c.readfloorReaders()), src}})
+	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(agent.Readers), src}})
 	if err != nil {
 		return readFloorSample{}, err
 	}

@@ -2,7 +2,7 @@ package chunkindex
 
 import "bytes"
 
-// Source is a sorted sequence of entries: an Iter, or a Slice.
+// Source is a sorted sequence of entries: an Iter, or a SliceSource.
 type Source interface {
 	Next(e *Entry) bool
 	Err() error
