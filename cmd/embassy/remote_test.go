@@ -16,6 +16,7 @@ import (
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/ledger"
 	"github.com/embassy-project/embassy/internal/sample"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"github.com/embassy-project/embassy/internal/transport"
 )
 
@@ -117,15 +118,7 @@ type remoteGuest struct {
 	grants int
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
 
 func newRemoteGuest(t *testing.T, datasets ...string) *remoteGuest {
 	t.Helper()

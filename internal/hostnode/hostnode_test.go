@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/shardstore/storetest"
 	"github.com/embassy-project/embassy/internal/sig"
+	"github.com/embassy-project/embassy/internal/testenv"
 	"github.com/embassy-project/embassy/internal/transport"
 )
 
@@ -47,15 +47,7 @@ func newGuest(t *testing.T) *testGuest {
 	return &testGuest{id: id, agent: agent}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 type testHost struct {
 	dir    string

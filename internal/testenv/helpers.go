@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/embassy-project/embassy/internal/wire"
@@ -57,3 +60,37 @@ func RoundTrip[T any](t *testing.T, b []byte, parse func([]byte) (T, error), mar
 		t.Fatal("Marshal(Parse(b)) != b")
 	}
 }
+
+// FreeAddr returns a loopback address with a port that is free now, for a
+// server that will listen on it later (its address is written into a
+// descriptor first). The port is drawn below Linux's ephemeral range
+// (32768–60999), where outgoing connections and other ":0" listeners take
+// theirs, so that nothing else grabs it in between; no port is handed out
+// twice in one process. (Ports taken from ":0" collided under parallel
+// tests: "bind: address already in use".)
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if freeGiven[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		freeGiven[port] = true
+		return addr
+	}
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return ""
+}
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[int]bool{}
+)
