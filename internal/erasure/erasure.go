@@ -174,16 +174,44 @@ func BufferSize(p Params, packLen int) int {
 // are page-aligned too and a store can write them with O_DIRECT.
 func shardStride(size int) int { return (size + 4095) &^ 4095 }
 
+// slotOffset is where Slot places a pack of packLen bytes in EncodeInto's
+// buffer: as far up as lets EncodeInto move data payload i down to shard i,
+// in order, without overwriting payload i+1 before it moves. Payload i lies
+// (K-1-i)·(stride-l) bytes above its place, so the last one is already
+// there, and all of it fits: X + K·l = (K-1)·stride + HeaderSize + l ≤
+// K·stride.
+func slotOffset(p Params, packLen int) (off, l, stride int) {
+	l = int(payloadLen(uint64(packLen), p.K))
+	stride = shardStride(HeaderSize + l)
+	return (p.K-1)*(stride-l) + HeaderSize, l, stride
+}
+
+// Slot returns buf, grown to BufferSize(p, packLen) if it is smaller, and
+// the packLen bytes of it (capacity packLen) where the caller may build the
+// pack itself. Given that slice, EncodeInto moves the data payloads into
+// place within buf instead of copying the pack from elsewhere, so a pack
+// needs no buffer of its own besides its shards. p must be valid.
+func Slot(buf []byte, p Params, packLen int) (full, pack []byte) {
+	off, _, stride := slotOffset(p, packLen)
+	if n := p.N * stride; cap(buf) < n {
+		buf = make([]byte, n)
+	} else {
+		buf = buf[:n]
+	}
+	return buf, buf[off : off+packLen : off+packLen]
+}
+
 // EncodeInto is Encode with the shards cut from buf when it is large enough
 // (its contents are overwritten), so a caller coding many packs can reuse
-// one buffer; buf must not overlap pack.
+// one buffer. pack must not overlap buf, except as the slice Slot returned
+// for it (same buf, same length), whose bytes are then moved rather than
+// copied.
 func EncodeInto(buf []byte, p Params, packID [16]byte, pack []byte) ([][]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	l := int(payloadLen(uint64(len(pack)), p.K))
+	_, l, stride := slotOffset(p, len(pack))
 	size := HeaderSize + l
-	stride := shardStride(size)
 	if cap(buf) < p.N*stride {
 		buf = make([]byte, p.N*stride)
 	} else {
@@ -191,20 +219,27 @@ func EncodeInto(buf []byte, p Params, packID [16]byte, pack []byte) ([][]byte, e
 	}
 	shards := make([][]byte, p.N)
 	payloads := make([][]byte, p.N)
-	h := Header{K: p.K, N: p.N, PackID: packID, PackLen: uint64(len(pack)), PayloadLen: uint64(l)}
 	for i := range shards {
 		s := buf[i*stride : i*stride+size : i*stride+size]
-		h.Index = i
-		h.appendTo(s[:0])
 		shards[i] = s
 		payloads[i] = s[HeaderSize:]
-		if i < p.K {
-			n := 0
-			if i*l < len(pack) {
-				n = copy(payloads[i], pack[i*l:])
-			}
-			clear(payloads[i][n:]) // the last data shards are padded with zeros
+	}
+	// Data payloads first, in order (from Slot's place each moves down,
+	// with copy's memmove, onto bytes already moved or unused), then the
+	// padding and headers, which lie outside every payload.
+	filled := make([]int, p.K)
+	for i := 0; i < p.K; i++ {
+		if i*l < len(pack) {
+			filled[i] = copy(payloads[i], pack[i*l:])
 		}
+	}
+	h := Header{K: p.K, N: p.N, PackID: packID, PackLen: uint64(len(pack)), PayloadLen: uint64(l)}
+	for i := range shards {
+		if i < p.K {
+			clear(payloads[i][filled[i]:]) // the last data shards are padded with zeros
+		}
+		h.Index = i
+		h.appendTo(shards[i][:0])
 	}
 	if l > 0 && p.N > p.K {
 		c, err := codec(p)

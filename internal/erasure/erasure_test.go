@@ -626,3 +626,51 @@ func TestEncodeIntoDirtyBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeInSlot: a pack built in the slice Slot returns gives the same
+// shards as the pack copied from elsewhere, for codes with one, two and
+// many data shards and lengths around the payload and 4 KiB boundaries, in
+// a fresh buffer and in a reused one full of old bytes; the shards are cut
+// from that buffer and the slot lies inside it.
+func TestEncodeInSlot(t *testing.T) {
+	params := []Params{{K: 1, N: 1}, {K: 1, N: 3}, {K: 2, N: 2}, {K: 2, N: 3}, {K: 3, N: 5}, {K: 4, N: 6}, {K: 10, N: 14}}
+	lengths := []int{1, 2, 7, 1000, 4047, 4048, 4049, 4096, 8095, 8096, 8097, 65536, 1<<20 + 3}
+	for _, p := range params {
+		for _, n := range lengths {
+			pack := randBytes(uint64(n)*31+uint64(p.K), n)
+			want, err := Encode(p, [16]byte{7}, pack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, reuse := range []bool{false, true} {
+				var buf []byte
+				if reuse {
+					buf = bytes.Repeat([]byte{0x5a}, BufferSize(p, n)+4096)
+				}
+				full, slot := Slot(buf, p, n)
+				if len(slot) != n || cap(slot) != n || len(full) != BufferSize(p, n) {
+					t.Fatalf("%v, %d bytes: slot %d/%d in %d, want %d in %d", p, n, len(slot), cap(slot), len(full), n, BufferSize(p, n))
+				}
+				if reuse && &full[0] != &buf[0] {
+					t.Fatalf("%v, %d bytes: Slot did not reuse a large enough buffer", p, n)
+				}
+				copy(slot, pack)
+				got, err := EncodeInto(full, p, [16]byte{7}, slot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if !bytes.Equal(got[i], want[i]) {
+						t.Fatalf("%v, %d bytes, reuse %v: shard %d differs from Encode's", p, n, reuse, i)
+					}
+					if &got[i][0] != &full[i*shardStride(len(want[i]))] {
+						t.Fatalf("%v, %d bytes: shard %d not cut from the buffer", p, n, i)
+					}
+				}
+				if _, err := Decode(p, got); err != nil {
+					t.Fatalf("%v, %d bytes: decode: %v", p, n, err)
+				}
+			}
+		}
+	}
+}
