@@ -50,6 +50,10 @@ type config struct {
 	hostsN      int
 	dropCaches  bool
 	keepWorkDir bool
+	restoreMode string    // --restore-fs: fresh, dir or auto
+	restoreFS   restoreFS // what the mode resolved to
+	corpusBytes int64     // the pristine corpus, for sizing restore file systems
+	corpusFiles int
 }
 
 func main() {
@@ -85,6 +89,7 @@ func run(ctx context.Context, args []string) error {
 	fl.IntVar(&c.hostsN, "hosts", 3, "embassy n (local-directory hosts)")
 	fl.BoolVar(&c.dropCaches, "drop-caches", true, "drop the page cache before each timed operation when permitted")
 	fl.BoolVar(&c.keepWorkDir, "keep", false, "keep the work copy and the last tool's repository")
+	fl.StringVar(&c.restoreMode, "restore-fs", "auto", "restore into a fresh ext4 file system each time (fresh; needs root, mkfs.ext4, losetup), into a directory on the work disk (dir), or fresh if possible (auto)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -144,6 +149,12 @@ func bench(ctx context.Context, c *config) error {
 	if res.CorpusBytes, res.CorpusFiles, err = treeSize(c.corpus); err != nil {
 		return err
 	}
+	c.corpusBytes, c.corpusFiles = res.CorpusBytes, res.CorpusFiles
+	if c.restoreFS, err = chooseRestoreFS(ctx, c.restoreMode, c.work); err != nil {
+		return err
+	}
+	res.RestoreTarget = c.restoreFS.describe()
+	logf("restore target: %s", res.RestoreTarget)
 	if c.summary != "" {
 		b, err := os.ReadFile(c.summary)
 		if err != nil {
@@ -350,6 +361,15 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 	if err := os.RemoveAll(target); err != nil {
 		return nil, err
 	}
+	var scratch *scratchFS
+	if c.restoreFS.fresh {
+		size, inodes := scratchSize(c.corpusBytes, c.corpusFiles)
+		if scratch, err = makeScratchFS(ctx, c.work, size, inodes); err != nil {
+			return nil, fmt.Errorf("restore file system: %w", err)
+		}
+		defer scratch.takeDown(context.WithoutCancel(ctx)) // on error paths
+		target = filepath.Join(scratch.mnt, "restore")
+	}
 	rc, root := t.restore(target, src)
 	serverCPU("")
 	op, err = m.timed(ctx, tag+"-restore", rc)
@@ -368,7 +388,12 @@ func runOnce(ctx context.Context, c *config, m *measurer, t *tool, src string, r
 		return nil, fmt.Errorf("restore does not match the edited source: %s", d)
 	}
 	logf("  restore verified: %d entries match (path, type, mode, size, sha256)", len(got))
-	if err := os.RemoveAll(target); err != nil {
+	if scratch != nil {
+		err = scratch.remove(ctx)
+	} else {
+		err = os.RemoveAll(target)
+	}
+	if err != nil {
 		return nil, err
 	}
 

@@ -14,29 +14,30 @@ import (
 // Results is the JSON written to --out. runs holds the medians; spread the
 // [min, max] of the same metrics; samples every round's value.
 type Results struct {
-	CorpusBytes int64                            `json:"corpus_bytes"`
-	Runs        map[string]map[string]float64    `json:"runs"`
-	Versions    map[string]string                `json:"versions"`
-	Spread      map[string]map[string][2]float64 `json:"spread"`
-	Samples     map[string]sampleSet             `json:"samples"`
-	Flags       map[string][]string              `json:"flags"`
-	Machine     Machine                          `json:"machine"`
-	CacheState  string                           `json:"cache_state"`
-	Load        LoadInfo                         `json:"load_average"`
-	CorpusFiles int                              `json:"corpus_files"`
-	Corpus      json.RawMessage                  `json:"corpus,omitempty"`
-	Edit        EditInfo                         `json:"edit"`
-	Embassy     EmbassyInfo                      `json:"embassy"`
-	Date        string                           `json:"date"`
-	Label       string                           `json:"label"`
-	Command     string                           `json:"command"`
-	Rounds      int                              `json:"rounds"`
-	Tools       []string                         `json:"tools"`
-	Stages      map[string]StageResult           `json:"stage_benchmarks,omitempty"`
-	Limit       *Limit                           `json:"limit,omitempty"`
-	ReadFloor   *ReadFloor                       `json:"read_floor,omitempty"`
-	MTLS        *MTLSRatios                      `json:"mtls_vs_local,omitempty"`
-	WallSeconds float64                          `json:"wall_seconds"`
+	CorpusBytes   int64                            `json:"corpus_bytes"`
+	Runs          map[string]map[string]float64    `json:"runs"`
+	Versions      map[string]string                `json:"versions"`
+	Spread        map[string]map[string][2]float64 `json:"spread"`
+	Samples       map[string]sampleSet             `json:"samples"`
+	Flags         map[string][]string              `json:"flags"`
+	Machine       Machine                          `json:"machine"`
+	CacheState    string                           `json:"cache_state"`
+	RestoreTarget string                           `json:"restore_target"`
+	Load          LoadInfo                         `json:"load_average"`
+	CorpusFiles   int                              `json:"corpus_files"`
+	Corpus        json.RawMessage                  `json:"corpus,omitempty"`
+	Edit          EditInfo                         `json:"edit"`
+	Embassy       EmbassyInfo                      `json:"embassy"`
+	Date          string                           `json:"date"`
+	Label         string                           `json:"label"`
+	Command       string                           `json:"command"`
+	Rounds        int                              `json:"rounds"`
+	Tools         []string                         `json:"tools"`
+	Stages        map[string]StageResult           `json:"stage_benchmarks,omitempty"`
+	Limit         *Limit                           `json:"limit,omitempty"`
+	ReadFloor     *ReadFloor                       `json:"read_floor,omitempty"`
+	MTLS          *MTLSRatios                      `json:"mtls_vs_local,omitempty"`
+	WallSeconds   float64                          `json:"wall_seconds"`
 }
 
 // LoadInfo is the machine's 1-minute load average at the start of the run,
@@ -269,6 +270,9 @@ func renderMarkdown(r *Results) string {
 		cache = "dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`) before every timed operation"
 	}
 	fmt.Fprintf(&b, "- **Page cache:** %s.\n", cache)
+	if r.RestoreTarget != "" {
+		fmt.Fprintf(&b, "- **Restore target:** %s.\n", r.RestoreTarget)
+	}
 	fmt.Fprintf(&b, "- **embassy:** %d local-directory hosts, n=%d, k=%d (every byte stored %.2f times), custodian threshold 2 of 3; restore from exactly k hosts and 2 custodians.\n",
 		r.Embassy.Hosts, r.Embassy.Hosts, r.Embassy.DataShards, float64(r.Embassy.Hosts)/float64(r.Embassy.DataShards))
 	if _, ok := r.Runs["embassy-mtls"]; ok {
@@ -295,7 +299,7 @@ func renderMarkdown(r *Results) string {
 		b.WriteString("\nNot the same work in every row: **read-verify** in restic and borg decrypts and authenticates every blob with the repository key; " +
 			"embassy's `check --read-data` needs no key (an auditor runs the same check), reads every shard, checks it against its BLAKE3 address " +
 			"(which the agent-signed envelope lists) and checks each pack's Reed–Solomon consistency; decryption is first exercised by restore. " +
-			"embassy's **stored bytes** include n/k redundancy by design. For its **peak RSS**: the CLI sets a 256 MiB soft limit on the Go heap; RSS also counts the runtime, stacks and page tables.\n")
+			"embassy's **stored bytes** include n/k redundancy by design. For its **peak RSS**: the CLI sets a 192 MiB soft limit on the Go heap; RSS also counts the runtime, stacks and page tables.\n")
 	}
 	b.WriteString("\nMore, same runs:\n\n")
 	r.table(&b, moreMetrics)

@@ -452,29 +452,29 @@ var raceEnabled = sync.OnceValue(func() bool {
 
 // Memory bounds of the backup pipeline, for TestMemoryBounded. With W = 2
 // workers (memoryWorkers: the test sets it, so the bound does not depend on
-// the machine's GOMAXPROCS), n/k = 3/2 and 16 MiB packs, the pipeline holds
-// at most:
+// the machine's GOMAXPROCS), n/k = 3/2, 16 MiB packs and one uploader (local
+// hosts), the pipeline holds at most:
 //
-//	large chunk copies: 2W queued + W in workers + 1 being filled   7 × 4 MiB =  28 MiB
+//	chunk copies: the read-ahead budget, by buffer capacity             16 MiB
+//	  and as much again in the pool's free buffers                       16 MiB
 //	zstd output, one per worker                                     W × 4 MiB =   8 MiB
+//	zstd history, one per worker                                    W × 8 MiB =  16 MiB
 //	chunker scan buffers (the walker's, one tree's)                 2 × 8 MiB =  16 MiB
-//	data packer's builder (preallocated: 16 + 4 + 1 MiB)                         21 MiB
-//	a finished pack waiting for an uploader                                      21 MiB
-//	2 uploaders × max(21 plaintext + 16 sealed, 16 sealed + 3 × 8 shards)        80 MiB
-//	                                                                          ≈ 174 MiB
+//	data pack buffers, one per uploader + the one being filled    2 × 21 MiB =  42 MiB
+//	the uploader's shards, the pack sealed into them           3 × 8 MiB + 4 KiB = 24 MiB
+//	                                                                          ≈ 138 MiB
 //
-// The live heap a GC reports also counts what was allocated while it marked
-// (a 16 MiB sealed pack, a 24 MiB shard buffer), so liveBound leaves room
-// for that. HeapInuse also counts garbage not yet collected: without a limit
-// the heap grows to about twice the live heap (GOGC=100) before a
-// collection. cmd/embassy sets a 256 MiB soft memory limit (memoryLimit in
-// cmd/embassy/main.go); the test sets the same and expects HeapInuse to stay
-// under inuseBound.
+// The live heap a GC reports also counts what was allocated while it marked,
+// so liveBound leaves room for that. HeapInuse also counts garbage not yet
+// collected: without a limit the heap grows to about twice the live heap
+// (GOGC=100) before a collection. cmd/embassy sets a 192 MiB soft memory
+// limit (memoryLimit in cmd/embassy/main.go); the test sets the same and
+// expects HeapInuse to stay under inuseBound.
 const (
 	memoryWorkers = 2
-	liveBound     = 240 << 20
-	memoryLimit   = 256 << 20 // as cmd/embassy sets it
-	inuseBound    = 320 << 20
+	liveBound     = 208 << 20
+	memoryLimit   = 192 << 20 // as cmd/embassy sets it
+	inuseBound    = 240 << 20
 )
 
 // memoryStreamSize is the stream TestMemoryBounded backs up: several times

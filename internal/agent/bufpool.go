@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"math/bits"
+	"sync"
+
+	"github.com/embassy-project/embassy/internal/chunk"
+)
+
+// bufPool recycles the copies of chunks between the readers and the
+// workers. A 1 GB first backup copies about 1 GB into them: allocated
+// afresh, each large one costs page faults and zeroing and all of them
+// garbage collections, which a lower heap limit makes more frequent.
+// Buffers come in size classes four to a doubling, so a buffer is at most
+// 25 % larger than asked for (256 bytes for the smallest).
+type bufPool struct {
+	classes [poolClasses]sync.Pool
+}
+
+// poolClasses covers 256 bytes to 8 MiB: chunks up to chunk.MaxSize and
+// whole small files, read with one byte more than their size. Larger
+// requests are allocated.
+const poolClasses = 1 + 4*(23-8)
+
+// The largest class holds the largest chunk (a compile-time check).
+const _ = uint(1<<23 - chunk.MaxSize)
+
+// bufClass returns the class of an n-byte buffer and that class's size;
+// ok is false if n is too large to pool.
+func bufClass(n int) (idx, size int, ok bool) {
+	if n <= 256 {
+		return 0, 256, true
+	}
+	e := bits.Len(uint(n - 1)) // 2^(e-1) < n ≤ 2^e, e ≥ 9
+	step := 1 << (e - 3)
+	q := (n + step - 1) / step // 5…8
+	idx = 1 + (e-9)*4 + (q - 5)
+	if idx >= poolClasses {
+		return 0, 0, false
+	}
+	return idx, q * step, true
+}
+
+// get returns a buffer of length n from the pool or newly allocated. Its
+// bytes are not zeroed.
+func (p *bufPool) get(n int) *[]byte {
+	idx, size, ok := bufClass(n)
+	if !ok {
+		b := make([]byte, n)
+		return &b
+	}
+	if v := p.classes[idx].Get(); v != nil {
+		b := v.(*[]byte)
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, size)
+	return &b
+}
+
+// put gives b back for reuse; the caller no longer touches its bytes.
+func (p *bufPool) put(b *[]byte) {
+	if b == nil {
+		return
+	}
+	idx, size, ok := bufClass(cap(*b))
+	if !ok || size != cap(*b) {
+		return // not one of ours
+	}
+	p.classes[idx].Put(b)
+}
