@@ -299,7 +299,7 @@ func renderMarkdown(r *Results) string {
 		b.WriteString("\nNot the same work in every row: **read-verify** in restic and borg decrypts and authenticates every blob with the repository key; " +
 			"embassy's `check --read-data` needs no key (an auditor runs the same check), reads every shard, checks it against its BLAKE3 address " +
 			"(which the agent-signed envelope lists) and checks each pack's Reed–Solomon consistency; decryption is first exercised by restore. " +
-			"embassy's **stored bytes** include n/k redundancy by design. For its **peak RSS**: the CLI sets a 192 MiB soft limit on the Go heap; RSS also counts the runtime, stacks and page tables.\n")
+			"embassy's **stored bytes** include n/k redundancy by design. For its **peak RSS**: the CLI sets a 224 MiB soft limit on the Go heap; RSS also counts the runtime, stacks and page tables.\n")
 	}
 	b.WriteString("\nMore, same runs:\n\n")
 	r.table(&b, moreMetrics)

@@ -41,10 +41,12 @@ func usageErr(format string, args ...any) error {
 // memoryLimit is the default soft limit on the Go heap. The backup and
 // restore pipelines keep a bounded working set (docs/architecture.md); the
 // limit keeps garbage from doubling it between collections. GOMEMLIMIT
-// overrides it. On the benchmark machine a cold 1 GB first backup peaked
-// at 254–261 MiB RSS with 256 MiB and 194–199 MiB with 192 MiB in the same
-// time (14.3–15.1 s alternated); 160 MiB saved 12 MiB more for +1 s of CPU.
-const memoryLimit = 192 << 20
+// overrides it. On the benchmark machine a cold 1 GB first backup, whose
+// live heap is about 150 MiB while small and large files are read at once,
+// took 12.2–12.6 s and peaked at 227–228 MiB RSS with 224 MiB, 12.4–12.7 s
+// and 258 MiB with 256 MiB, and 12.5–13.4 s and 195–197 MiB with 192 MiB
+// (alternated; below 224 the collector runs almost continuously).
+const memoryLimit = 224 << 20
 
 // backupProcs is the least GOMAXPROCS a backup runs with. A goroutine
 // blocked in a read of a regular file holds its P until the scheduler hands

@@ -32,8 +32,15 @@ import (
 	"github.com/embassy-project/embassy/internal/tree"
 )
 
-// PackTarget is the plaintext size at which a pack is closed and uploaded.
+// PackTarget is the plaintext size at which a data pack is closed and
+// uploaded.
 const PackTarget = 16 << 20
+
+// TreePackTarget is the size at which a tree pack is closed. The tree
+// packer's buffer grows as it fills (trees are a few percent of the data),
+// and is live while data packs fill alongside: at PackTarget it held up to
+// 32 MiB of a 1 GB backup's heap.
+const TreePackTarget = 4 << 20
 
 // packBufSize is a data pack buffer's capacity: a pack closes at the first
 // blob that takes it to PackTarget, so it never has to grow.
@@ -143,11 +150,13 @@ type backup struct {
 	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
 	chunker *chunk.Chunker // the walker's own chunker (standard input)
 
-	reads   chan readJob // regular files for the readers
-	readers sync.WaitGroup
-	budget  *budget   // bytes read ahead of the workers
-	rbufs   sync.Pool // readers' chunker scan buffers (readerBuffer)
-	cbuf    bufPool   // chunk copies in flight to the workers
+	reads    chan readJob  // regular files under chunk.MinSize, for the readers
+	bigReads chan readJob  // the others, for one reader per scan slot
+	walkers  chan struct{} // slots for directories listed by goroutines of their own
+	readers  sync.WaitGroup
+	budget   *budget   // bytes read ahead of the workers
+	rbufs    sync.Pool // readers' chunker scan buffers (readerBuffer)
+	cbuf     bufPool   // chunk copies in flight to the workers
 	// scans bounds the files chunked at once (each holds a readerBuffer):
 	// one per CPU. The other readers go on reading small files, whose
 	// overlapping reads are what Readers is for.
@@ -174,6 +183,15 @@ type readJob struct {
 // 18.4 s with eight (GOMAXPROCS 8), 15.9–16.4 s with sixteen (GOMAXPROCS
 // 16) and 16.2 s with 32.
 const Readers = 16
+
+// Walkers is how many directories are listed at once: the walker hands a
+// subdirectory to a goroutine of its own while fewer than Walkers are
+// listing, and lists it itself otherwise. Reading then starts in every
+// part of the tree at once, so a registry's small files (bound by the
+// disk) are read while its large ones (bound by the CPU) are compressed,
+// instead of one kind after the other in name order; and the Lstat calls
+// of an incremental backup overlap.
+const Walkers = 4
 
 // ReadAhead bounds the chunk buffers read but not yet hashed and
 // compressed, so reading runs ahead of the workers without memory growing
@@ -317,8 +335,14 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	b.reads = make(chan readJob, Readers)
 	for i := 0; i < Readers; i++ {
 		b.readers.Add(1)
-		go b.reader()
+		go b.reader(b.reads)
 	}
+	b.bigReads = make(chan readJob, cap(b.scans))
+	for i := 0; i < cap(b.scans); i++ {
+		b.readers.Add(1)
+		go b.reader(b.bigReads)
+	}
+	b.walkers = make(chan struct{}, Walkers-1)
 	stopProgress := b.progress()
 
 	root, walkErr := b.walkRoot()
@@ -331,6 +355,7 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	}
 	b.finishers.Wait()
 	close(b.reads)
+	close(b.bigReads)
 	b.readers.Wait()
 	close(b.jobs)
 	b.workers.Wait()
@@ -661,8 +686,12 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 		}
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
+		reads := b.reads
+		if fi.Size() >= chunk.MinSize {
+			reads = b.bigReads
+		}
 		select {
-		case b.reads <- readJob{path: path, size: fi.Size(), pf: pf}:
+		case reads <- readJob{path: path, size: fi.Size(), pf: pf}:
 		case <-b.ctx.Done():
 			return nil, context.Cause(b.ctx)
 		}
@@ -670,9 +699,17 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 	case fi.IsDir():
 		n.Type = tree.Dir
 		b.dirs.Add(1)
-		pd, err := b.saveDir(path)
-		if err != nil {
-			return nil, err
+		pd := &pendingDir{done: make(chan struct{})}
+		select {
+		case b.walkers <- struct{}{}:
+			b.finishers.Add(1)
+			go func() {
+				defer b.finishers.Done()
+				b.saveDir(path, pd)
+				<-b.walkers
+			}()
+		default:
+			b.saveDir(path, pd)
 		}
 		return &pendingNode{node: n, dir: pd}, nil
 	case fi.Mode()&fs.ModeSymlink != 0:
@@ -736,9 +773,9 @@ func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 
 // reader reads regular files handed over by the walker and queues their
 // chunks for the workers.
-func (b *backup) reader() {
+func (b *backup) reader(reads <-chan readJob) {
 	defer b.readers.Done()
-	for j := range b.reads {
+	for j := range reads {
 		j.pf.err = b.readFile(j.path, j.size, j.pf)
 		j.pf.wg.Done()
 	}
@@ -1042,12 +1079,24 @@ func (b *backup) storeBlob(t pack.BlobType, id chunk.ID, raw []byte) (tree.Ref, 
 	return ref, err
 }
 
-// saveDir starts saving a directory: its children are queued now, and a
-// finisher goroutine builds its tree once they are placed.
-func (b *backup) saveDir(path string) (*pendingDir, error) {
-	ents, err := os.ReadDir(path)
+// saveDir starts saving a directory into pd: its children are queued now,
+// and a finisher goroutine builds its tree once they are placed and then
+// closes pd.done. A failure to list it fails the backup (and pd).
+func (b *backup) saveDir(path string, pd *pendingDir) {
+	if err := b.listDir(path, pd); err != nil {
+		pd.err = err
+		b.fail(err)
+		close(pd.done)
+	}
+}
+
+// readDir lists a directory for the walkers (a variable for tests).
+var readDir = os.ReadDir
+
+func (b *backup) listDir(path string, pd *pendingDir) error {
+	ents, err := readDir(path)
 	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", path, err)
+		return fmt.Errorf("read directory %s: %w", path, err)
 	}
 	old := b.cache.dirEntries(path)
 	children := make([]*pendingNode, 0, len(ents))
@@ -1057,17 +1106,16 @@ func (b *backup) saveDir(path string) (*pendingDir, error) {
 			continue // removed since the directory was read
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", filepath.Join(path, e.Name()), err)
+			return fmt.Errorf("stat %s: %w", filepath.Join(path, e.Name()), err)
 		}
 		pn, err := b.saveNode(filepath.Join(path, e.Name()), e.Name(), fi, old)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if pn != nil {
 			children = append(children, pn)
 		}
 	}
-	pd := &pendingDir{done: make(chan struct{})}
 	b.finishers.Add(1)
 	go func() {
 		defer b.finishers.Done()
@@ -1103,7 +1151,7 @@ func (b *backup) saveDir(path string) (*pendingDir, error) {
 			b.fail(pd.err)
 		}
 	}()
-	return pd, nil
+	return nil
 }
 
 // saveTree stores a tree's encoding as tree blobs, cut by the keyed chunker
@@ -1199,7 +1247,11 @@ func (p *packer) addFrame(stored []byte, members []pack.Member) ([]tree.Ref, err
 		refs[i] = tree.Ref{ID: e.ID, Pack: p.id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength}
 	}
 	var job *packJob
-	if p.bld.Size() >= PackTarget || p.bld.Count() >= PackMaxBlobs {
+	target := PackTarget
+	if p.typ == pack.BlobTree {
+		target = TreePackTarget
+	}
+	if p.bld.Size() >= target || p.bld.Count() >= PackMaxBlobs {
 		job = p.take()
 	}
 	p.mu.Unlock()
