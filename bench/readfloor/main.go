@@ -1,11 +1,13 @@
 // Command readfloor measures how fast this machine can read a directory
 // tree's files at all: the floor under any backup of it. It walks the tree
-// (lstat of every entry, as a backup does), then reads every regular file
-// to its end with -readers goroutines, and prints the time and throughput
-// as JSON. With -drop (root only) it first syncs and drops the page cache,
-// as bench/run.sh does before every timed step.
+// as the backup does (-walkers directories listed at once, lstat of every
+// entry) and reads every regular file to its end with -readers goroutines
+// (a file under 256 KiB with one read of its size and a byte more, as the
+// backup does), then prints the time and throughput as JSON. With -drop
+// (root only) it first syncs and drops the page cache, as bench/run.sh
+// does before every timed step.
 //
-//	go run ./bench/readfloor [-readers 16] [-drop] DIR
+//	go run ./bench/readfloor [-readers 16] [-walkers 4] [-drop] DIR
 //
 // It does nothing with the bytes: no chunking, hashing, compression or
 // writing. A backup of the same tree can only be slower.
@@ -16,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 type result struct {
 	Dir       string  `json:"dir"`
 	Readers   int     `json:"readers"`
+	Walkers   int     `json:"walkers"`
 	Dropped   bool    `json:"cache_dropped"`
 	Files     int64   `json:"files"`
 	Bytes     int64   `json:"bytes"`
@@ -41,10 +43,11 @@ type result struct {
 
 func main() {
 	readers := flag.Int("readers", 16, "files read at once")
+	walkers := flag.Int("walkers", 4, "directories listed at once")
 	drop := flag.Bool("drop", false, "sync and drop the page cache first (needs root)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-drop] DIR")
+		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-drop] DIR")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
@@ -59,7 +62,7 @@ func main() {
 	// Blocked reads hold their P: as many Ps as readers, as the backup does.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), *readers))
 	start := time.Now()
-	paths := make(chan string, *readers)
+	paths := make(chan file, *readers)
 	var files, bytes atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
@@ -80,20 +83,12 @@ func main() {
 			}
 		}()
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if _, err := d.Info(); err != nil { // the lstat a backup makes
-			return err
-		}
-		if d.Type().IsRegular() {
-			paths <- p
-		}
-		return nil
-	})
+	w := &walker{paths: paths, slots: make(chan struct{}, max(*walkers, 1)-1)}
+	w.dir(dir)
+	w.wg.Wait()
 	close(paths)
 	wg.Wait()
+	err := w.err
 	if err == nil {
 		err = firstErr
 	}
@@ -103,20 +98,86 @@ func main() {
 	secs := time.Since(start).Seconds()
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	r := result{Dir: dir, Readers: *readers, Dropped: *drop, Files: files.Load(), Bytes: bytes.Load(), Seconds: secs,
+	r := result{Dir: dir, Readers: *readers, Walkers: *walkers, Dropped: *drop, Files: files.Load(), Bytes: bytes.Load(), Seconds: secs,
 		MBps:    float64(bytes.Load()) / 1e6 / secs,
 		UserCPU: float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6, SystemCPU: float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6}
 	out, _ := json.MarshalIndent(r, "", "  ")
 	fmt.Println(string(out))
 }
 
-func readAll(p string, buf []byte) (int64, error) {
-	f, err := os.Open(p)
+// file is a regular file to read and its listed size.
+type file struct {
+	path string
+	size int64
+}
+
+// walker lists directories as the backup's walkers do: a subdirectory gets
+// a goroutine of its own while a slot is free, else the lister descends
+// into it itself.
+type walker struct {
+	paths   chan<- file
+	slots   chan struct{}
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+}
+
+func (w *walker) dir(p string) {
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		w.errOnce.Do(func() { w.err = err })
+		return
+	}
+	for _, e := range ents {
+		fi, err := e.Info() // the lstat a backup makes
+		if err != nil {
+			w.errOnce.Do(func() { w.err = err })
+			return
+		}
+		sub := filepath.Join(p, e.Name())
+		switch {
+		case fi.Mode().IsRegular():
+			w.paths <- file{sub, fi.Size()}
+		case fi.IsDir():
+			select {
+			case w.slots <- struct{}{}:
+				w.wg.Add(1)
+				go func() {
+					defer w.wg.Done()
+					w.dir(sub)
+					<-w.slots
+				}()
+			default:
+				w.dir(sub)
+			}
+		}
+	}
+}
+
+// smallFile is the backup's chunk.MinSize: a file listed below it is read
+// whole with one read of a byte more than its size.
+const smallFile = 256 << 10
+
+func readAll(p file, buf []byte) (int64, error) {
+	f, err := os.Open(p.path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	var n int64
+	if p.size < smallFile && p.size < int64(len(buf)) {
+		m, err := f.Read(buf[:p.size+1])
+		n = int64(m)
+		switch {
+		case err == io.EOF:
+			return n, nil
+		case err != nil:
+			return n, err
+		case n == p.size: // a regular file reads short only at its end
+			return n, nil
+		}
+		// Short, or it grew: read on.
+	}
 	for {
 		m, err := f.Read(buf)
 		n += int64(m)

@@ -34,7 +34,7 @@ func readFloorOnce(ctx context.Context, c *config, m *measurer, src string, roun
 	if err := resetCopy(ctx, c.corpus, src); err != nil {
 		return readFloorSample{}, err
 	}
-	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(agent.Readers), src}})
+	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(agent.Readers), "-walkers", strconv.Itoa(agent.Walkers), src}})
 	if err != nil {
 		return readFloorSample{}, err
 	}
