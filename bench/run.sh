@@ -5,6 +5,7 @@
 #
 #   bench/run.sh [--quick] [--scale N] [--out FILE] [--md FILE] [--rounds N]
 #                [--tools embassy,embassy-mtls,restic,borg] [--work DIR] [--keep]
+#                [--restore-fs fresh|dir|auto]
 #
 #   --quick     ~100 MB corpus (the CI smoke test); default ~1 GB
 #   --scale N   N × the default corpus (--scale 10: ~10 GB, by hand only)
@@ -17,6 +18,9 @@
 #               embassy-mtls is embassy against three `embassy host serve` processes
 #               on 127.0.0.1 over mutual TLS)
 #   --keep      keep the last run's work copy and repository to look at
+#   --restore-fs  restore into a new ext4 file system each time (fresh: needs root,
+#               mkfs.ext4, losetup), into a directory on the work disk (dir), or
+#               fresh when possible (auto, the default)
 #
 # Works non-interactively (CI=true, no stdin). Installs restic, borgbackup and
 # GNU time from Debian packages when they are missing.
@@ -46,7 +50,8 @@ while [ $# -gt 0 ]; do
 	--tools) tools="$2"; shift ;;
 	--work) work="$2"; shift ;;
 	--keep) keep=1 ;;
-	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--restore-fs) restorefs="$2"; shift ;;
+	-h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -110,5 +115,5 @@ say "measuring: $tools, $rounds rounds"
 "$work/bin/runner" \
 	-repo "$repo" -embassy "$work/bin/embassy" -readfloor "$work/bin/readfloor" -corpus "$corpus" -summary "$corpus.json" \
 	-work "$work/run" -rounds "$rounds" -tools "$tools" -edit-seed "$edit_seed" \
-	-label "$label" -command "$argv" -out "$out" -md "$md" "${keepflag[@]}" </dev/null
+	-label "$label" -command "$argv" -out "$out" -md "$md" -restore-fs "${restorefs:-auto}" "${keepflag[@]}" </dev/null
 say "done: JSON in $out, markdown in $md"

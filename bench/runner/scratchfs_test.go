@@ -27,7 +27,7 @@ func TestScratchFS(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	size, inodes := scratchSize(32<<20, 1000)
-	if size < 64<<20+256<<20 || inodes < 1000 {
+	if size < 64<<20+1000*8192 || inodes < 1000 {
 		t.Fatalf("scratchSize(32 MiB, 1000) = %d bytes, %d inodes", size, inodes)
 	}
 	s, err := makeScratchFS(ctx, dir, size, inodes)
