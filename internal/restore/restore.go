@@ -69,6 +69,8 @@ type Result struct {
 	Dirs        uint64   `json:"dirs"`
 	Symlinks    uint64   `json:"symlinks"`
 	Bytes       uint64   `json:"bytes"`
+	Packs       int      `json:"packs"`        // in the snapshot
+	PackFetches uint64   `json:"pack_fetches"` // packs fetched and opened: more than Packs when one left the cache and was needed again
 	Warnings    []string `json:"warnings,omitempty"`
 }
 
@@ -184,6 +186,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Path = final
 	res.Files, res.Dirs, res.Symlinks, res.Bytes = r.files.Load(), r.dirs.Load(), r.links.Load(), r.bytes.Load()
+	res.Packs, res.PackFetches = len(env.Packs), r.fetches.Load()
 	return res, nil
 }
 
@@ -214,9 +217,13 @@ type restorer struct {
 
 	jobs    chan fileJob
 	workers sync.WaitGroup
+	walkers chan struct{}  // slots for subtrees walked by goroutines of their own
+	walking sync.WaitGroup // those goroutines
+	dirMu   sync.Mutex
 	dirMeta []dirJob // directories in creation order; metadata applied in reverse
 
 	files, dirs, links, bytes atomic.Uint64
+	fetches                   atomic.Uint64
 }
 
 type fileJob struct {
@@ -287,6 +294,7 @@ func (p *openPack) frame(e pack.Entry) ([]byte, error) {
 }
 
 func (r *restorer) fetchPack(id [16]byte) (*openPack, error) {
+	r.fetches.Add(1)
 	ref, ok := r.packs[id]
 	if !ok {
 		return nil, wire.Corruptf("a tree refers to pack %x, which the snapshot envelope does not list", id)
@@ -396,7 +404,12 @@ func (r *restorer) restoreTree(path string, n *tree.Node) error {
 			}
 		}()
 	}
+	r.walkers = make(chan struct{}, agent.Walkers-1)
 	err := r.walk(path, n)
+	if err != nil {
+		r.cancel(err)
+	}
+	r.walking.Wait()
 	close(r.jobs)
 	r.workers.Wait()
 	if err == nil {
@@ -426,10 +439,34 @@ func (r *restorer) walk(path string, n *tree.Node) error {
 		if err := os.Mkdir(path, 0o700); err != nil {
 			return fmt.Errorf("create directory: %w", err)
 		}
+		// A parent is listed before its children, so metadata applied in
+		// reverse reaches children first, whichever walker created them.
+		r.dirMu.Lock()
 		r.dirMeta = append(r.dirMeta, dirJob{path: path, node: tree.Node{Type: n.Type, Mode: n.Mode, UID: n.UID, GID: n.GID, MTime: n.MTime}})
+		r.dirMu.Unlock()
 		r.dirs.Add(1)
 		for i := range t.Nodes {
-			if err := r.walk(filepath.Join(path, t.Nodes[i].Name), &t.Nodes[i]); err != nil {
+			c, cpath := &t.Nodes[i], filepath.Join(path, t.Nodes[i].Name)
+			if c.Type == tree.Dir {
+				// As the backup listed it: up to agent.Walkers subtrees
+				// at once, so files are restored in about the order
+				// their blobs were packed and each pack is fetched about
+				// once (one walker fetched each pack twice).
+				select {
+				case r.walkers <- struct{}{}:
+					r.walking.Add(1)
+					go func() {
+						defer r.walking.Done()
+						if err := r.walk(cpath, c); err != nil {
+							r.cancel(err)
+						}
+						<-r.walkers
+					}()
+					continue
+				default:
+				}
+			}
+			if err := r.walk(cpath, c); err != nil {
 				return err
 			}
 		}
