@@ -551,4 +551,24 @@ func TestRestoreModesAndOwners(t *testing.T) {
 	if err != nil || fi.Mode()&os.ModeSetuid == 0 {
 		t.Fatalf("setuid bit lost: %v %v", fi.Mode(), err)
 	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// Into a set-group-ID directory of another group, new files start with
+	// that group, not root's: restore skips fchown only for files that
+	// already have their owner, so those of root's group are changed back.
+	sg := g.p("sgid")
+	if err := os.MkdirAll(sg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sg, 0, 5555); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sg, 0o775|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, g.restoreArgs("modes", sg, []string{"bob", "dave", "erin"}, "a", "b")...)
+	if err := sample.Compare(src, filepath.Join(sg, "src")); err != nil {
+		t.Fatalf("into a set-group-ID target: %v", err)
+	}
 }
