@@ -339,12 +339,7 @@ func TestUnreadableFile(t *testing.T) {
 	noEnvelopes := []int{0, 0, 0}
 
 	// A file that cannot be opened fails the backup, naming the file.
-	reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
-		if p == big {
-			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
-		}
-		return os.Open(p)
-	})
+	reset := refuseOpen(big)
 	_, err := e.backup(src)
 	reset()
 	if err == nil || !strings.Contains(err.Error(), big) || !errors.Is(err, fs.ErrPermission) {
@@ -924,18 +919,24 @@ func TestFailureDeepInWideTree(t *testing.T) {
 	bad := filepath.Join(src, "d07", "s2", "deep", "f13.txt")
 	goroutines := runtime.NumGoroutine()
 	for round := 0; round < 3; round++ {
-		reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
-			if p == bad {
-				return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
-			}
-			return os.Open(p)
-		})
+		reset := refuseOpen(bad)
 		_, err := e.backup(src)
 		reset()
 		if err == nil || !strings.Contains(err.Error(), bad) {
 			t.Fatalf("round %d: backup with an unopenable file: %v; want an error naming %s", round, err, bad)
 		}
 	}
+	wideTreeAfterFailures(t, e, src, goroutines)
+	target := filepath.Join(e.dir, "restored")
+	e.restore("latest", target)
+	compare(t, src, filepath.Join(target, "src"))
+}
+
+// wideTreeAfterFailures checks that the failed backups of wideTree's src
+// published nothing and left no more than goroutines running, then backs
+// src up whole.
+func wideTreeAfterFailures(t *testing.T, e *testEnv, src string, goroutines int) {
+	t.Helper()
 	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
 		t.Fatalf("failed backups left envelopes %v", got)
 	}
@@ -944,9 +945,17 @@ func TestFailureDeepInWideTree(t *testing.T) {
 	if r.Files != 12*3*20 || r.Dirs != 1+12+12*3+12*3 {
 		t.Fatalf("backup saw %d files, %d dirs", r.Files, r.Dirs)
 	}
-	target := filepath.Join(e.dir, "restored")
-	e.restore("latest", target)
-	compare(t, src, filepath.Join(target, "src"))
+}
+
+// refuseOpen makes the walker's file opener fail on path with EACCES until
+// reset is called.
+func refuseOpen(path string) (reset func()) {
+	return agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
+		if p == path {
+			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
+		}
+		return os.Open(p)
+	})
 }
 
 // wideTree writes 12 subtrees of 3 directories, each with a directory deep
@@ -997,14 +1006,7 @@ func TestUnlistableDirDeepInWideTree(t *testing.T) {
 			t.Fatalf("backup with %s unlistable: %v; want an error naming it", bad, err)
 		}
 	}
-	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
-		t.Fatalf("failed backups left envelopes %v", got)
-	}
-	waitGoroutines(t, goroutines, "failed backups")
-	r1 := e.mustBackup(src)
-	if r1.Files != 12*3*20 || r1.Dirs != 1+12+12*3+12*3 {
-		t.Fatalf("backup saw %d files, %d dirs", r1.Files, r1.Dirs)
-	}
+	wideTreeAfterFailures(t, e, src, goroutines)
 	// A second backup of the untouched tree reuses every file entry; its
 	// trees must be the same blobs, so it stores nothing new.
 	r2 := e.mustBackup(src)
