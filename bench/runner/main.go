@@ -223,7 +223,7 @@ func bench(ctx context.Context, c *config) error {
 		}
 	}
 	res.MTLS = mtlsRatios(res)
-	res.ReadFloor = summariseReadFloor(floor, agent.Readers)
+	res.ReadFloor = summariseReadFloor(floor, agent.Readers, agent.Walkers)
 	if c.stages {
 		logf("stage benchmarks (go test -bench, -cpu 1, -benchtime %s)", c.benchtime)
 		st, err := runStages(ctx, c.repo, c.benchtime)

@@ -269,7 +269,7 @@ func TestLimitWithReadFloor(t *testing.T) {
 	}
 	r := &Results{CorpusBytes: 1e9, Machine: Machine{CPUs: 2}, Embassy: EmbassyInfo{Hosts: 3, DataShards: 2}, CacheState: "dropped",
 		Runs:      map[string]map[string]float64{"embassy": {"backup_s": 20, "backup1_input_bytes": 1e9, "backup1_sealed_bytes": 5e8}},
-		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16)}
+		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16, 4)}
 	// Stages: 1+1+1 (chunk, hash, zstd) + 0.5 + 0.5 (seal, RS) + 2·1.5·0.5 (shard hashes) = 5.5 ns a byte.
 	l := limitModel(st, r, r.Runs["embassy"])
 	if math.Abs(l.NsPerInputByte-5.5) > 1e-9 || r.ReadFloor.Seconds != 10 || r.ReadFloor.CPU != 12 {
@@ -287,7 +287,7 @@ func TestLimitWithReadFloor(t *testing.T) {
 		}
 	}
 	// A fast disk: CPU binds.
-	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16)
+	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16, 4)
 	if l := limitModel(st, r, r.Runs["embassy"]); l.BoundS != 8.75 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
 		t.Fatalf("fast disk: %+v", l)
 	}

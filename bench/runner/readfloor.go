@@ -14,6 +14,7 @@ import (
 // stage of the limit model, measured rather than benchmarked.
 type ReadFloor struct {
 	Readers int        `json:"readers"`
+	Walkers int        `json:"walkers"`
 	Seconds float64    `json:"seconds"` // median
 	Spread  [2]float64 `json:"seconds_spread"`
 	CPU     float64    `json:"cpu_s"` // median user + system
@@ -48,7 +49,7 @@ func readFloorOnce(ctx context.Context, c *config, m *measurer, src string, roun
 	return readFloorSample{seconds: op.seconds, cpu: op.cpu, bytes: out.Bytes, files: out.Files}, nil
 }
 
-func summariseReadFloor(ss []readFloorSample, readers int) *ReadFloor {
+func summariseReadFloor(ss []readFloorSample, readers, walkers int) *ReadFloor {
 	if len(ss) == 0 {
 		return nil
 	}
@@ -58,7 +59,7 @@ func summariseReadFloor(ss []readFloorSample, readers int) *ReadFloor {
 	}
 	med, lo, hi := stats(secs)
 	cmed, _, _ := stats(cpu)
-	f := &ReadFloor{Readers: readers, Seconds: med, Spread: [2]float64{lo, hi}, CPU: cmed, Bytes: ss[0].bytes, Files: ss[0].files}
+	f := &ReadFloor{Readers: readers, Walkers: walkers, Seconds: med, Spread: [2]float64{lo, hi}, CPU: cmed, Bytes: ss[0].bytes, Files: ss[0].files}
 	if med > 0 {
 		f.MBps = float64(f.Bytes) / 1e6 / med
 	}

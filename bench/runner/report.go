@@ -332,11 +332,11 @@ func renderMarkdown(r *Results) string {
 			"trees, dedup look-ups, copies and garbage collection, so no real backup reaches it. The most expensive stage is %s.\n\n",
 			l.NsPerInputByte, l.Cores, l.LimitMBps, l.Expansion, l.Slowest)
 		if f := r.ReadFloor; f != nil && l.BoundS > 0 {
-			fmt.Fprintf(&b, "Reading the files is a stage too, the one the model leaves out: `bench/readfloor` (the same tree, %d readers like the backup, %s cache, same rounds) "+
+			fmt.Fprintf(&b, "Reading the files is a stage too, the one the model leaves out: `bench/readfloor` (the same tree, %s like the backup, %s cache, same rounds) "+
 				"reads every file and does nothing with the bytes in **%.2f s** (%.2f–%.2f; %.1f MB/s), using %.2f s of CPU. "+
 				"So a first backup takes at least %.2f s (the read floor) and at least %.2f s (the model's CPU plus the reading's, over %d cores): "+
 				"**%.1f MB/s** is the limit here, set by %s.\n\n",
-				f.Readers, map[bool]string{true: "cold", false: "warm"}[r.CacheState == "dropped"], f.Seconds, f.Spread[0], f.Spread[1], f.MBps, f.CPU,
+				readersText(f), map[bool]string{true: "cold", false: "warm"}[r.CacheState == "dropped"], f.Seconds, f.Spread[0], f.Spread[1], f.MBps, f.CPU,
 				l.ReadFloorS, l.CPUBoundS, l.Cores, l.BoundMBps, l.BoundSlowest)
 		}
 		fmt.Fprintf(&b, "embassy's first backup ran at **%.1f MB/s** (corpus bytes ÷ median time, %s cache), **%.0f %% of the %d-core CPU-stage ceiling**",
@@ -455,4 +455,13 @@ func spliceSection(doc, section string) string {
 		doc += "\n"
 	}
 	return doc + block + "\n"
+}
+
+// readersText is how the read floor read: its readers and, if recorded
+// (results before walkers have none), its walkers.
+func readersText(f *ReadFloor) string {
+	if f.Walkers > 0 {
+		return fmt.Sprintf("%d readers and %d walkers", f.Readers, f.Walkers)
+	}
+	return fmt.Sprintf("%d readers", f.Readers)
 }
