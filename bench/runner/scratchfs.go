@@ -73,6 +73,7 @@ func firstLine(s string) string {
 // scratchFS is an ext4 image mounted through a loop device.
 type scratchFS struct {
 	img, dev, mnt string
+	removed       bool // remove succeeded: takeDown has nothing to do
 }
 
 // makeScratchFS makes an ext4 file system of size bytes and inodes inodes
@@ -121,6 +122,9 @@ func makeScratchFS(ctx context.Context, dir string, size int64, inodes int) (*sc
 // takeDown unmounts s.mnt and detaches every loop device backed by s.img,
 // ignoring what is not there.
 func (s *scratchFS) takeDown(ctx context.Context) {
+	if s.removed {
+		return
+	}
 	_ = exec.CommandContext(ctx, "umount", s.mnt).Run()
 	out, _ := exec.CommandContext(ctx, "losetup", "--noheadings", "--output", "NAME", "--associated", s.img).Output()
 	for _, dev := range strings.Fields(string(out)) {
@@ -140,7 +144,11 @@ func (s *scratchFS) remove(ctx context.Context) error {
 	if err := os.Remove(s.img); err != nil {
 		return err
 	}
-	return os.Remove(s.mnt)
+	if err := os.Remove(s.mnt); err != nil {
+		return err
+	}
+	s.removed = true
+	return nil
 }
 
 // scratchSize is the image size and inode count for restoring a corpus of
