@@ -994,11 +994,11 @@ func TestUnlistableDirDeepInWideTree(t *testing.T) {
 		filepath.Join(src, "d07", "s2"),
 		filepath.Join(src, "d11", "s2", "deep"),
 	} {
-		reset := agent.SetReadDir(func(p string) ([]os.DirEntry, error) {
+		reset := agent.SetReadDir(func(p string, d *os.File) ([]os.DirEntry, error) {
 			if p == bad {
-				return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
+				return nil, &fs.PathError{Op: "readdirent", Path: p, Err: syscall.EACCES}
 			}
-			return os.ReadDir(p)
+			return d.ReadDir(-1)
 		})
 		_, err := e.backup(src)
 		reset()

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/embassy-project/embassy/internal/chunk"
@@ -541,7 +540,7 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	if err != nil {
 		return tree.Node{}, err
 	}
-	fi, err := os.Lstat(abs)
+	fi, err := lstat(abs)
 	if err != nil {
 		return tree.Node{}, fmt.Errorf("back up %s: %w", b.opts.Path, err)
 	}
@@ -579,7 +578,7 @@ type pendingNode struct {
 type pendingFile struct {
 	jobs []*chunkJob
 	wg   sync.WaitGroup
-	err  error // read error (set by the walker before wg completes)
+	err  error // read error (set by the reader before wg completes)
 }
 
 type pendingDir struct {
@@ -623,62 +622,32 @@ func (b *backup) finishFile(n tree.Node, pf *pendingFile) (tree.Node, error) {
 	return n, nil
 }
 
-func mode(fi fs.FileInfo) uint32 {
-	m := uint32(fi.Mode().Perm())
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		m |= 0o4000
+func mode(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
 	}
-	if fi.Mode()&fs.ModeSetgid != 0 {
-		m |= 0o2000
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
 	}
-	if fi.Mode()&fs.ModeSticky != 0 {
-		m |= 0o1000
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
 	}
-	return m
-}
-
-// openFile opens a regular file for reading; tests replace it to inject faults.
-var openFile = openRegular
-
-// openRegular opens path without blocking and makes sure it is still a
-// regular file: one replaced by a FIFO between the directory listing and the
-// open must not hang the backup.
-func openRegular(path string) (io.ReadCloser, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s changed into a %v while being backed up", path, fi.Mode().Type())
-	}
-	return f, nil
+	return p
 }
 
 // saveNode starts saving one file system object. It returns nil for objects
 // that are not stored (devices, sockets, pipes), after recording them.
-func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]fileEntry) (*pendingNode, error) {
+func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEntry) (*pendingNode, error) {
 	if err := b.ctx.Err(); err != nil {
 		return nil, context.Cause(b.ctx)
 	}
-	n := tree.Node{Name: name, Mode: mode(fi), MTime: fi.ModTime().UnixNano()}
-	var ino uint64
-	var ctime int64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		n.UID, n.GID = st.Uid, st.Gid
-		ino = st.Ino
-		ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
-	}
+	n := tree.Node{Name: name, Mode: mode(fi.mode), MTime: fi.mtime, UID: fi.uid, GID: fi.gid}
 	switch {
-	case fi.Mode().IsRegular():
+	case fi.mode.IsRegular():
 		n.Type = tree.File
 		b.files.Add(1)
-		e := &fileEntry{Name: name, Ino: ino, Size: uint64(fi.Size()), MTime: n.MTime, CTime: ctime, Mode: n.Mode, UID: n.UID, GID: n.GID}
+		e := &fileEntry{Name: name, Ino: fi.ino, Size: uint64(fi.size), MTime: n.MTime, CTime: fi.ctime, Mode: n.Mode, UID: n.UID, GID: n.GID}
 		if o, ok := old[name]; ok && o.Ino == e.Ino && o.Size == e.Size && o.MTime == e.MTime && o.CTime == e.CTime && b.refsKnown(o.Content) {
 			n.Content, n.Size = o.Content, o.Size
 			e.Content = o.Content
@@ -689,16 +658,16 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
 		reads := b.reads
-		if fi.Size() >= chunk.MinSize {
+		if fi.size >= chunk.MinSize {
 			reads = b.bigReads
 		}
 		select {
-		case reads <- readJob{path: path, size: fi.Size(), pf: pf}:
+		case reads <- readJob{path: path, size: fi.size, pf: pf}:
 		case <-b.ctx.Done():
 			return nil, context.Cause(b.ctx)
 		}
 		return &pendingNode{node: n, file: pf, entry: e}, nil
-	case fi.IsDir():
+	case fi.mode.IsDir():
 		n.Type = tree.Dir
 		b.dirs.Add(1)
 		pd := &pendingDir{done: make(chan struct{})}
@@ -714,7 +683,7 @@ func (b *backup) saveNode(path, name string, fi fs.FileInfo, old map[string]file
 			b.saveDir(path, pd)
 		}
 		return &pendingNode{node: n, dir: pd}, nil
-	case fi.Mode()&fs.ModeSymlink != 0:
+	case fi.mode&fs.ModeSymlink != 0:
 		n.Type = tree.Symlink
 		t, err := os.Readlink(path)
 		if err != nil {
@@ -1092,23 +1061,35 @@ func (b *backup) saveDir(path string, pd *pendingDir) {
 	}
 }
 
-// readDir lists a directory for the walkers (a variable for tests).
-var readDir = os.ReadDir
-
 func (b *backup) listDir(path string, pd *pendingDir) error {
-	ents, err := readDir(path)
+	d, err := openDir(path)
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", path, err)
 	}
-	old := b.cache.dirEntries(path)
-	children := make([]*pendingNode, 0, len(ents))
-	for _, e := range ents {
-		fi, err := e.Info()
+	// Every entry is stated before any is saved, so that the directory is
+	// closed before the walk descends: a deep tree holds no descriptor per
+	// level.
+	stats := make([]fileStat, len(d.ents))
+	for i, e := range d.ents {
+		stats[i], err = d.lstat(e.Name())
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since the directory was read
+			stats[i].mode = fs.ModeIrregular // removed since the directory was read
+			continue
 		}
 		if err != nil {
+			d.Close()
 			return fmt.Errorf("stat %s: %w", filepath.Join(path, e.Name()), err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("read directory %s: %w", path, err)
+	}
+	old := b.cache.dirEntries(path)
+	children := make([]*pendingNode, 0, len(d.ents))
+	for i, e := range d.ents {
+		fi := stats[i]
+		if fi.mode == fs.ModeIrregular {
+			continue
 		}
 		pn, err := b.saveNode(filepath.Join(path, e.Name()), e.Name(), fi, old)
 		if err != nil {

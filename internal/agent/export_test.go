@@ -13,10 +13,14 @@ func SetOpenFile(f func(path string) (io.ReadCloser, error)) (reset func()) {
 	return func() { openFile = old }
 }
 
-// SetReadDir makes the walkers list directories with f until the returned
-// function is called. Tests that use it must not run backups in parallel.
-func SetReadDir(f func(path string) ([]os.DirEntry, error)) (reset func()) {
+// SetReadDir makes the walkers list the open directory d with f(d.Name(), d)
+// until the returned function is called. Tests that use it must not run
+// backups in parallel.
+func SetReadDir(f func(path string, d *os.File) ([]os.DirEntry, error)) (reset func()) {
 	old := readDir
-	readDir = f
+	readDir = func(d *os.File) ([]os.DirEntry, error) { return f(d.Name(), d) }
 	return func() { readDir = old }
 }
+
+// OpenRegular is how the walker opens a regular file.
+var OpenRegular = openRegular

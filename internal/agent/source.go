@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file is how a backup reads the source tree: one lstat per entry
+// relative to the open directory, and regular files read through their bare
+// descriptors. *os.File costs an allocation, a finalizer, a failed epoll
+// registration and locking on every read; for a registry of many small files
+// that was a third of the CPU the reading itself takes.
+
+// fileStat is what the walker keeps of an lstat.
+type fileStat struct {
+	mode     fs.FileMode
+	size     int64
+	mtime    int64 // ns since the epoch
+	ctime    int64 // ns since the epoch
+	ino      uint64
+	uid, gid uint32
+}
+
+func statOf(st *unix.Stat_t) fileStat {
+	m := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFBLK:
+		m |= fs.ModeDevice
+	case unix.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFDIR:
+		m |= fs.ModeDir
+	case unix.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case unix.S_IFLNK:
+		m |= fs.ModeSymlink
+	case unix.S_IFSOCK:
+		m |= fs.ModeSocket
+	}
+	if st.Mode&unix.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if st.Mode&unix.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return fileStat{
+		mode:  m,
+		size:  st.Size,
+		mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
+		ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
+		ino:   st.Ino,
+		uid:   st.Uid,
+		gid:   st.Gid,
+	}
+}
+
+// lstat stats path without following a final symlink.
+func lstat(path string) (fileStat, error) {
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	for err == unix.EINTR {
+		err = unix.Lstat(path, &st)
+	}
+	if err != nil {
+		return fileStat{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return statOf(&st), nil
+}
+
+// sourceDir is a directory being listed: its entries in name order, and the
+// open directory to stat them relative to (one path component to look up
+// instead of the whole path).
+type sourceDir struct {
+	path string
+	f    *os.File
+	fd   int
+	ents []os.DirEntry
+}
+
+// readDir lists an open directory (a variable for tests).
+var readDir = func(d *os.File) ([]os.DirEntry, error) { return d.ReadDir(-1) }
+
+func openDir(path string) (*sourceDir, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := readDir(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return &sourceDir{path: path, f: f, fd: int(f.Fd()), ents: ents}, nil
+}
+
+// lstat stats one entry of the directory by name.
+func (d *sourceDir) lstat(name string) (fileStat, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	for err == unix.EINTR {
+		err = unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return fileStat{}, &fs.PathError{Op: "lstat", Path: d.path + "/" + name, Err: err}
+	}
+	return statOf(&st), nil
+}
+
+func (d *sourceDir) Close() error { return d.f.Close() }
+
+// openFile opens a regular file for reading; tests replace it to inject faults.
+var openFile = openRegular
+
+// openRegular opens path for reading and makes sure it is still a regular
+// file:
+//   - without blocking, so that one replaced by a FIFO between the listing and
+//     the open cannot hang the backup;
+//   - without following a symlink, so that one replaced by a link is not read
+//     through it (the backup would store another file's content under its
+//     name);
+//   - without updating its access time where the caller may ask that (the
+//     file's owner, or root): a backup does not change what it backs up.
+func openRegular(path string) (io.ReadCloser, error) {
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := openRetrying(path, flags|unix.O_NOATIME)
+	if err == unix.EPERM {
+		// O_NOATIME is refused on others' files to those without CAP_FOWNER.
+		fd, err = openRetrying(path, flags)
+	}
+	if err == unix.ELOOP {
+		return nil, fmt.Errorf("%s changed into a symlink while being backed up", path)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	for err == unix.EINTR {
+		err = unix.Fstat(fd, &st)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if t := statOf(&st).mode.Type(); t != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s changed into a %v while being backed up", path, t)
+	}
+	return &sourceFile{fd: fd, path: path}, nil
+}
+
+// sourceFile is an open regular file read through its descriptor.
+type sourceFile struct {
+	fd   int
+	path string
+}
+
+func (f *sourceFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(f.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f *sourceFile) Close() error {
+	if f.fd < 0 {
+		return fs.ErrClosed
+	}
+	err := unix.Close(f.fd)
+	f.fd = -1
+	if err != nil {
+		return &fs.PathError{Op: "close", Path: f.path, Err: err}
+	}
+	return nil
+}
+
+func openRetrying(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
