@@ -270,13 +270,13 @@ func TestLimitWithReadFloor(t *testing.T) {
 	r := &Results{CorpusBytes: 1e9, Machine: Machine{CPUs: 2}, Embassy: EmbassyInfo{Hosts: 3, DataShards: 2}, CacheState: "dropped",
 		Runs:      map[string]map[string]float64{"embassy": {"backup_s": 20, "backup1_input_bytes": 1e9, "backup1_sealed_bytes": 5e8}},
 		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16, 4)}
-	// Stages: 1+1+1 (chunk, hash, zstd) + 0.5 + 0.5 (seal, RS) + 2·1.5·0.5 (shard hashes) = 5.5 ns a byte.
+	// Stages: 1+1+1 (chunk, hash, zstd) + 0.5 + 0.5 (seal, RS) + 1.5·0.5 (shard hashes) = 4.75 ns a byte.
 	l := limitModel(st, r, r.Runs["embassy"])
-	if math.Abs(l.NsPerInputByte-5.5) > 1e-9 || r.ReadFloor.Seconds != 10 || r.ReadFloor.CPU != 12 {
+	if math.Abs(l.NsPerInputByte-4.75) > 1e-9 || r.ReadFloor.Seconds != 10 || r.ReadFloor.CPU != 12 {
 		t.Fatalf("model %.3f ns/B, floor %+v", l.NsPerInputByte, r.ReadFloor)
 	}
-	// CPU bound: (5.5 s + 12 s) / 2 = 8.75 s < 10 s read floor.
-	if math.Abs(l.CPUBoundS-8.75) > 1e-9 || l.BoundS != 10 || l.BoundSlowest != "reading the files" || l.FractionOfBound != 0.5 || l.BoundMBps != 100 {
+	// CPU bound: (4.75 s + 12 s) / 2 = 8.375 s < 10 s read floor.
+	if math.Abs(l.CPUBoundS-8.375) > 1e-9 || l.BoundS != 10 || l.BoundSlowest != "reading the files" || l.FractionOfBound != 0.5 || l.BoundMBps != 100 {
 		t.Fatalf("limit %+v", l)
 	}
 	r.Limit = l
@@ -288,7 +288,7 @@ func TestLimitWithReadFloor(t *testing.T) {
 	}
 	// A fast disk: CPU binds.
 	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16, 4)
-	if l := limitModel(st, r, r.Runs["embassy"]); l.BoundS != 8.75 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
+	if l := limitModel(st, r, r.Runs["embassy"]); math.Abs(l.BoundS-8.375) > 1e-9 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
 		t.Fatalf("fast disk: %+v", l)
 	}
 	// No read floor measured: no bound, as before.

@@ -319,7 +319,7 @@ func renderMarkdown(r *Results) string {
 		fmt.Fprintf(&b, "Stage throughputs from the `testing.B` benchmarks on one core (`go test -run '^$' -bench … -cpu 1`). ")
 		fmt.Fprintf(&b, "Per input byte of a first backup, each stage handles the bytes in the third column: every byte is chunked, hashed and compressed; "+
 			"the sealed bytes (%.3f of the input here: zstd output plus pack overhead, measured from embassy's own first backup) are sealed and Reed–Solomon coded; "+
-			"the %.2f×-expanded shards are BLAKE3-hashed twice (address, and the store's check on write). "+
+			"the %.2f×-expanded shards are BLAKE3-hashed once (each host's store computes the address as it writes). "+
 			"Where a stage's speed depends on the data, the random and text benchmarks are weighted by the corpus's incompressible share (%.2f, the land register's scans).\n\n",
 			l.CompressedFraction, l.Expansion, l.IncompressibleFraction)
 		b.WriteString("| stage | benchmark | MB/s, one core | bytes per input byte | ns per input byte | share of CPU |\n|---|---|---:|---:|---:|---:|\n")

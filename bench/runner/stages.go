@@ -131,7 +131,7 @@ func limitModel(st map[string]StageResult, res *Results, emb map[string]float64)
 		{"zstd level 1", 1, []part{{"Compress/random/1MiB", fr}, {"Compress/text/1MiB", 1 - fr}}},
 		{"AEAD seal (AES-256-GCM, HPKE-wrapped key)", c, []part{{"Seal/16384KiB", 1}}},
 		{fmt.Sprintf("Reed–Solomon encode (%d of %d)", res.Embassy.DataShards, res.Embassy.Hosts), c, []part{{rs, 1}}},
-		{"BLAKE3 shard addresses (agent, then store re-hash)", 2 * l.Expansion * c, []part{{"HasherSum/1024KiB", 1}}},
+		{"BLAKE3 shard addresses (one per shard, by its store)", l.Expansion * c, []part{{"HasherSum/1024KiB", 1}}},
 	}
 	var slowest float64
 	for _, s := range stages {

@@ -1306,14 +1306,14 @@ func (b *backup) upload(job *packJob, bufs *upbufs) error {
 	if err != nil {
 		return fmt.Errorf("erasure-code pack: %w", err)
 	}
-	ref := snapshot.PackRef{ID: job.id, Size: uint64(len(sealed)), ShardSize: uint64(len(shards[0]))}
-	addrs := make([]shardstore.ID, len(shards))
-	for i, s := range shards {
-		addrs[i] = shardstore.Sum(s)
-		ref.Shards = append(ref.Shards, addrs[i])
-	}
-	if err := hosts.PutShards(b.ctx, b.hosts, addrs, shards, shardstore.KindShard); err != nil {
+	// Each host's store hashes its shard once, all in parallel.
+	addrs, err := hosts.PutSummed(b.ctx, b.hosts, shards, shardstore.KindShard)
+	if err != nil {
 		return err
+	}
+	ref := snapshot.PackRef{ID: job.id, Size: uint64(len(sealed)), ShardSize: uint64(len(shards[0])), Shards: make([][32]byte, len(addrs))}
+	for i, a := range addrs {
+		ref.Shards[i] = a
 	}
 	b.mu.Lock()
 	b.newPacks[job.id] = ref

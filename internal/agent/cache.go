@@ -271,14 +271,22 @@ func (c *cache) addPacks(ps []durablePack) error {
 			es = append(es, chunkindex.Entry{ID: e.ID, Pack: p.ref.ID, Offset: e.Offset, Length: uint32(e.Length), RawLength: uint32(e.RawLength)})
 		}
 	}
-	slices.SortStableFunc(es, func(a, b chunkindex.Entry) int {
+	// A total order, so an unstable sort will do (13 ms for 64 Ki entries
+	// here, against 23 ms for a stable one).
+	slices.SortFunc(es, func(a, b chunkindex.Entry) int {
 		if c := cmp.Compare(binary.BigEndian.Uint64(a.ID[:8]), binary.BigEndian.Uint64(b.ID[:8])); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.ID[:], b.ID[:])
+		if c := bytes.Compare(a.ID[:], b.ID[:]); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.Pack[:], b.Pack[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Offset, b.Offset)
 	})
 	// The same blob twice in one batch (stored twice by a race between
-	// workers): keep the last recorded.
+	// workers, both copies in durable packs): keep one.
 	es = dedupSorted(es)
 	f := c.chunks.Load()
 	err := c.index.add(es, func(tx *bolt.Tx) error {

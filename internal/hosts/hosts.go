@@ -194,6 +194,40 @@ func PutShards(ctx context.Context, hs []*Host, addrs []shardstore.ID, shards []
 	return errors.Join(errs...)
 }
 
+// PutSummed stores object i (of kind) on host i, all hosts in parallel,
+// under its address, which it returns: each host's store hashes its object
+// once (shardstore.PutSum). Every host must accept.
+func PutSummed(ctx context.Context, hs []*Host, objs [][]byte, kind shardstore.Kind) ([]shardstore.ID, error) {
+	if len(hs) != len(objs) {
+		return nil, fmt.Errorf("put shards: %d hosts for %d shards", len(hs), len(objs))
+	}
+	addrs := make([]shardstore.ID, len(hs))
+	errs := make([]error, len(hs))
+	var wg sync.WaitGroup
+	for i := range hs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			h := hs[i]
+			if !h.Available() {
+				errs[i] = fmt.Errorf("host %s: %w", h.Name, h.Err)
+				return
+			}
+			id, err := shardstore.PutSum(ctx, h.Store, kind, objs[i])
+			if err != nil {
+				errs[i] = fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, id, err)
+				return
+			}
+			addrs[i] = id
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return addrs, nil
+}
+
 // ShardProblem records one shard that could not be used.
 type ShardProblem struct {
 	Host  string

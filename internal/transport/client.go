@@ -137,6 +137,21 @@ func (c *Client) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID
 	if shardstore.Sum(data) != id {
 		return fmt.Errorf("put %s %s: %w", kind, id, shardstore.ErrMismatch)
 	}
+	return c.put(ctx, kind, id, data)
+}
+
+// PutSum stores data on the host under the address it computes
+// (shardstore.Summer); the host checks the bytes against it.
+func (c *Client) PutSum(ctx context.Context, kind shardstore.Kind, data []byte) (shardstore.ID, error) {
+	if err := shardstore.CheckKind(kind); err != nil {
+		return shardstore.ID{}, err
+	}
+	id := shardstore.Sum(data)
+	return id, c.put(ctx, kind, id, data)
+}
+
+// put stores data, which hashes to id, under id.
+func (c *Client) put(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
 	if len(data) > MaxObjectSize {
 		return fmt.Errorf("put %s %s: %d bytes: %w", kind, id, len(data), ErrTooLarge)
 	}

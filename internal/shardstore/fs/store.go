@@ -246,19 +246,32 @@ func (s *Store) ensureFanout(kind shardstore.Kind, id shardstore.ID) (string, er
 
 // Put stores data under id durably; see shardstore.Store.
 func (s *Store) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
+	if err := check(ctx, kind); err != nil {
+		return fmt.Errorf("put %s/%s: %w", kind, id, err)
+	}
+	if shardstore.Sum(data) != id {
+		return fmt.Errorf("put %s/%s: %w", kind, id, shardstore.ErrMismatch)
+	}
 	if err := s.put(ctx, kind, id, data); err != nil {
 		return fmt.Errorf("put %s/%s: %w", kind, id, err)
 	}
 	return nil
 }
 
-func (s *Store) put(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
+// PutSum stores data under the address it computes (shardstore.Summer).
+func (s *Store) PutSum(ctx context.Context, kind shardstore.Kind, data []byte) (shardstore.ID, error) {
 	if err := check(ctx, kind); err != nil {
-		return err
+		return shardstore.ID{}, fmt.Errorf("put %s: %w", kind, err)
 	}
-	if shardstore.Sum(data) != id {
-		return shardstore.ErrMismatch
+	id := shardstore.Sum(data)
+	if err := s.put(ctx, kind, id, data); err != nil {
+		return id, fmt.Errorf("put %s/%s: %w", kind, id, err)
 	}
+	return id, nil
+}
+
+// put stores data, which hashes to id, under id.
+func (s *Store) put(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
 	path := s.path(kind, id)
 	dir, err := s.ensureFanout(kind, id)
 	if err != nil {

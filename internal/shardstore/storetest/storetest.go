@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) shardstore.Store) {
 		{"ListStops", testListStops},
 		{"InvalidKind", testInvalidKind},
 		{"NoAliasing", testNoAliasing},
+		{"PutSum", testPutSum},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
@@ -347,4 +348,35 @@ func testNoAliasing(t *testing.T, s shardstore.Store) {
 	}
 	got[1] ^= 0xff // the caller changes what Get returned
 	mustGet(t, s, shardstore.KindShard, id, orig)
+}
+
+// testPutSum: storing by content (the store's own PutSum where it has one)
+// returns the address Sum gives, stores the bytes under it, is idempotent,
+// and refuses an invalid kind and a cancelled context.
+func testPutSum(t *testing.T, s shardstore.Store) {
+	ctx := context.Background()
+	data, want := Object(21, 70000)
+	for range 2 {
+		id, err := shardstore.PutSum(ctx, s, shardstore.KindShard, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id != want {
+			t.Fatalf("PutSum returned %s; the bytes' address is %s", id, want)
+		}
+	}
+	mustGet(t, s, shardstore.KindShard, want, data)
+	if got := listAll(t, s, shardstore.KindShard); len(got) != 1 || got[want] != int64(len(data)) {
+		t.Fatalf("List after PutSum twice = %v", got)
+	}
+	if _, err := shardstore.PutSum(ctx, s, shardstore.Kind("../x"), data); !errors.Is(err, shardstore.ErrInvalidKind) {
+		t.Fatalf("PutSum of an invalid kind: %v; want ErrInvalidKind", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	other, oid := Object(22, 100)
+	if _, err := shardstore.PutSum(cctx, s, shardstore.KindShard, other); err == nil {
+		t.Fatal("PutSum with a cancelled context succeeded")
+	}
+	wantNotFound(t, s, shardstore.KindShard, oid)
 }
