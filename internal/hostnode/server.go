@@ -20,6 +20,7 @@ import (
 
 	"github.com/embassy-project/embassy/internal/access"
 	"github.com/embassy-project/embassy/internal/guest"
+	"github.com/embassy-project/embassy/internal/proof"
 	"github.com/embassy-project/embassy/internal/shardstore"
 	"github.com/embassy-project/embassy/internal/transport"
 	"github.com/embassy-project/embassy/internal/wire"
@@ -385,7 +386,16 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		httpError(w, http.StatusBadRequest, "truncated upload: "+err.Error())
 		return
 	}
-	if shardstore.Sum(data) != id {
+	// A shard's outboard (for storage proofs) is computed in the same pass
+	// as the check of its address.
+	var ob []byte
+	var sum shardstore.ID
+	if kind == shardstore.KindShard {
+		ob, sum = proof.OutboardSum(data)
+	} else {
+		sum = shardstore.Sum(data)
+	}
+	if sum != id {
 		s.metrics.refused.WithLabelValues("mismatch").Inc()
 		httpError(w, http.StatusUnprocessableEntity, "content does not match its address")
 		return
@@ -439,7 +449,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 	}
 	stored = true
 	if kind == shardstore.KindShard {
-		if err := t.writeOutboard(id, data); err != nil {
+		if err := t.writeOutboard(id, ob); err != nil {
 			// The shard is durable; the outboard is rebuilt on demand.
 			s.log.Warn("write outboard", "id", id.String(), "err", err)
 		}

@@ -111,8 +111,9 @@ func (t *tenant) outboardPath(id shardstore.ID) string {
 	return filepath.Join(t.obDir, h[:2], h)
 }
 
-// writeOutboard stores the Bao outboard of a shard (durably, atomically).
-func (t *tenant) writeOutboard(id shardstore.ID, data []byte) error {
+// writeOutboard stores ob, the Bao outboard of shard id (durably,
+// atomically).
+func (t *tenant) writeOutboard(id shardstore.ID, ob []byte) error {
 	p := t.outboardPath(id)
 	if _, err := os.Stat(p); err == nil {
 		return nil
@@ -120,7 +121,7 @@ func (t *tenant) writeOutboard(id shardstore.ID, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(p, proof.Outboard(data), 0o400)
+	return atomicfile.Write(p, ob, 0o400)
 }
 
 // openForProof opens a shard and its outboard for a storage proof. A
@@ -172,16 +173,17 @@ func (t *tenant) openForProof(ctx context.Context, id shardstore.ID) (io.ReaderA
 		closeRA()
 		return nil, nil, err
 	}
-	if shardstore.Sum(data) != id {
+	ob, sum := proof.OutboardSum(data)
+	if sum != id {
 		// Damaged data: answer from it anyway; the slices will not verify.
-		return ra, proof.Outboard(data), nil
+		return ra, ob, nil
 	}
 	os.Remove(t.outboardPath(id))
-	if err := t.writeOutboard(id, data); err != nil {
+	if err := t.writeOutboard(id, ob); err != nil {
 		closeRA()
 		return nil, nil, err
 	}
-	return ra, proof.Outboard(data), nil
+	return ra, ob, nil
 }
 
 // readAt serves proofs from an object held in memory.

@@ -42,6 +42,15 @@ func Outboard(shard []byte) []byte {
 	return ob
 }
 
+// OutboardSum returns Outboard(shard) and the shard's address, computed in
+// the same pass: Bao's root is the BLAKE3-256 hash of the content, which
+// shardstore.Sum computes. A host checks an upload against its address and
+// keeps its outboard with one pass over the bytes instead of two.
+func OutboardSum(shard []byte) ([]byte, shardstore.ID) {
+	ob, root := bao.EncodeBuf(shard, Group, true)
+	return ob, shardstore.ID(root)
+}
+
 // OutboardSize returns the length of the outboard encoding of an n-byte
 // shard: 8 + 64 × (leaves − 1), about n/256.
 func OutboardSize(n int) int { return bao.EncodedSize(n, Group, true) }

@@ -349,3 +349,21 @@ func TestDetectOnePercentLoss(t *testing.T) {
 		t.Fatalf("m = 10 caught %d of %d; expected about %.0f", got, trials, trials*Confidence(float64(lose)/float64(len(all)), 10))
 	}
 }
+
+// TestOutboardSum: the outboard's root is the shard's address, so one pass
+// gives both; and the outboard is Outboard's.
+func TestOutboardSum(t *testing.T) {
+	for _, n := range []int{0, 1, 1023, 1024, GroupSize - 1, GroupSize, GroupSize + 1, 3*GroupSize + 17, 1<<20 + 3} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*7 + n)
+		}
+		ob, sum := OutboardSum(data)
+		if sum != shardstore.Sum(data) {
+			t.Errorf("%d bytes: root %s, address %s", n, sum, shardstore.Sum(data))
+		}
+		if !bytes.Equal(ob, Outboard(data)) {
+			t.Errorf("%d bytes: outboard differs from Outboard's", n)
+		}
+	}
+}

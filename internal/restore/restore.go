@@ -149,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r := &restorer{
 		ctx: ctx, cancel: cancel, ds: ds, kem: secret.KEM, hasher: chunk.NewHasher(chunk.Key(secret.MACKey)),
 		params: erasure.Params{K: int(env.K), N: int(env.N)}, pl: pl,
-		packs: map[[16]byte]snapshot.PackRef{}, cache: newPackCache(4 + Workers), warn: warn, progress: o.Progress,
+		packs: map[[16]byte]snapshot.PackRef{}, cache: newPackCache(4 + Workers), trees: newPackCache(TreePacks), warn: warn, progress: o.Progress,
 		root: os.Geteuid() == 0,
 	}
 	for _, p := range env.Packs {
@@ -208,27 +208,26 @@ type restorer struct {
 	params   erasure.Params
 	pl       *hosts.Placement
 	packs    map[[16]byte]snapshot.PackRef
-	cache    *packCache
+	cache    *packCache // packs of file data
+	trees    *packCache // packs of trees, which the walkers need
 	warnMu   sync.Mutex
 	warn     func(string)
 	warned   map[string]bool
 	progress func(files, bytes uint64)
 	root     bool
 
-	jobs    chan fileJob
+	queue   *jobQueue
 	workers sync.WaitGroup
 	walkers chan struct{}  // slots for subtrees walked by goroutines of their own
 	walking sync.WaitGroup // those goroutines
 	dirMu   sync.Mutex
 	dirMeta []dirJob // directories in creation order; metadata applied in reverse
 
+	orderMu sync.Mutex
+	order   map[[16]byte]uint32 // packs numbered in the order the walk first needed them
+
 	files, dirs, links, bytes atomic.Uint64
 	fetches                   atomic.Uint64
-}
-
-type fileJob struct {
-	path string
-	node *tree.Node
 }
 
 type dirJob struct {
@@ -240,9 +239,19 @@ type dirJob struct {
 // creation waits on the file system as much as on the CPU.
 var Workers = 2 * min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 
-// pack returns an opened pack, fetching it if needed.
-func (r *restorer) pack(id [16]byte) (*openPack, error) {
-	return r.cache.get(id, func() (*openPack, error) { return r.fetchPack(id) })
+// TreePacks is how many packs of trees restore keeps open, beside the packs
+// of file data: the walkers load trees all along the restore, ahead of the
+// workers, and in a cache shared with the file data's packs the one would
+// push out the other. Tree packs close at 4 MiB.
+const TreePacks = 4
+
+// pack returns an opened pack holding blobs of type t, fetching it if needed.
+func (r *restorer) pack(id [16]byte, t pack.BlobType) (*openPack, error) {
+	c := r.cache
+	if t == pack.BlobTree {
+		c = r.trees
+	}
+	return c.get(id, func() (*openPack, error) { return r.fetchPack(id) })
 }
 
 // openPack is a pack's plaintext, its parsed index and its most recently
@@ -257,8 +266,8 @@ type openPack struct {
 }
 
 // maxFrames is how many decompressed frames of small blobs each cached pack
-// keeps (frames are at most ~128 KiB). Files are restored in tree order and
-// were backed up in about that order, so neighbours share frames.
+// keeps (frames are at most ~128 KiB). Files are restored in about the order
+// of their blobs in the packs, so neighbours share frames.
 const maxFrames = 16
 
 // frame returns the raw bytes of the frame holding e.
@@ -333,7 +342,7 @@ func (r *restorer) fetchPack(id [16]byte) (*openPack, error) {
 // blob returns a blob's plaintext, verified against its keyed ID. The pack's
 // index says where in the frame at ref.Offset the blob lies.
 func (r *restorer) blob(ref tree.Ref, t pack.BlobType) ([]byte, error) {
-	p, err := r.pack(ref.Pack)
+	p, err := r.pack(ref.Pack, t)
 	if err != nil {
 		return nil, err
 	}
@@ -380,26 +389,28 @@ func (r *restorer) loadTree(pieces []tree.Ref) (*tree.Tree, error) {
 }
 
 // restoreTree restores n at path: this goroutine walks the trees, creating
-// directories and symlinks, while Workers goroutines write file contents.
-// Directory modes and times are applied last, deepest first, so writing into
-// a read-only directory or touching its entries never disturbs them.
+// directories and symlinks and queueing files (and the chunks of files of
+// several), while Workers goroutines write them, the job whose data comes
+// first in the packs first (jobQueue). Directory modes and times are
+// applied last, deepest first, so writing into a read-only directory or
+// touching its entries never disturbs them.
 func (r *restorer) restoreTree(path string, n *tree.Node) error {
-	r.jobs = make(chan fileJob, Workers)
+	q, stop := newJobQueue(r.ctx, QueueSize)
+	defer stop()
+	r.queue = q
+	r.order = map[[16]byte]uint32{}
 	for i := 0; i < Workers; i++ {
 		r.workers.Add(1)
 		go func() {
 			defer r.workers.Done()
-			for j := range r.jobs {
-				if r.ctx.Err() != nil {
-					continue
+			for {
+				j, ok := q.pop()
+				if !ok {
+					return
 				}
-				if err := r.restoreFile(j.path, j.node); err != nil {
+				if err := r.do(j); err != nil {
 					r.cancel(err)
-					continue
-				}
-				files := r.files.Add(1)
-				if r.progress != nil {
-					r.progress(files, r.bytes.Load())
+					return
 				}
 			}
 		}()
@@ -410,7 +421,7 @@ func (r *restorer) restoreTree(path string, n *tree.Node) error {
 		r.cancel(err)
 	}
 	r.walking.Wait()
-	close(r.jobs)
+	q.close()
 	r.workers.Wait()
 	if err == nil {
 		err = context.Cause(r.ctx)
@@ -471,11 +482,26 @@ func (r *restorer) walk(path string, n *tree.Node) error {
 			}
 		}
 	case tree.File:
-		select {
-		case r.jobs <- fileJob{path: path, node: n}:
-		case <-r.ctx.Done():
-			return context.Cause(r.ctx)
+		if len(n.Content) <= 1 {
+			return r.enqueue(fileJob{key: r.key(n.Content), path: path, node: n})
 		}
+		// Several chunks, perhaps in packs far apart: each is a job of its
+		// own, written in place into the file created here.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create file: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("create file: %w", err)
+		}
+		part := &partialFile{left: len(n.Content)}
+		js := make([]fileJob, len(n.Content))
+		var off int64
+		for i := range n.Content {
+			js[i] = fileJob{key: r.key(n.Content[i : i+1]), path: path, node: n, part: part, chunk: i, off: off}
+			off += int64(n.Content[i].RawLength)
+		}
+		return r.enqueue(js...)
 	case tree.Symlink:
 		if err := os.Symlink(n.Target, path); err != nil {
 			return fmt.Errorf("create symlink: %w", err)
@@ -486,6 +512,79 @@ func (r *restorer) walk(path string, n *tree.Node) error {
 		return wire.Corruptf("%s: unknown node type %d", path, n.Type)
 	}
 	return nil
+}
+
+// key is the queue key of a job whose data starts with refs[0].
+func (r *restorer) key(refs []tree.Ref) jobKey {
+	if len(refs) == 0 {
+		return jobKey{}
+	}
+	r.orderMu.Lock()
+	i, ok := r.order[refs[0].Pack]
+	if !ok {
+		i = uint32(len(r.order))
+		r.order[refs[0].Pack] = i
+	}
+	r.orderMu.Unlock()
+	return jobKey{pack: i, offset: refs[0].Offset}
+}
+
+func (r *restorer) enqueue(js ...fileJob) error {
+	if !r.queue.push(js...) {
+		return context.Cause(r.ctx)
+	}
+	return nil
+}
+
+// do carries out one job.
+func (r *restorer) do(j fileJob) error {
+	if j.part == nil {
+		if err := r.restoreFile(j.path, j.node); err != nil {
+			return err
+		}
+		r.fileDone()
+		return nil
+	}
+	ref := j.node.Content[j.chunk]
+	data, err := r.blob(ref, pack.BlobData)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.path, err)
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", j.path, err)
+	}
+	if _, err := f.WriteAt(data, j.off); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", j.path, err)
+	}
+	r.bytes.Add(uint64(len(data)))
+	// The last chunk written (whichever it is) applies the metadata, after
+	// every other chunk's write: they counted down before it.
+	j.part.mu.Lock()
+	j.part.left--
+	last := j.part.left == 0
+	j.part.mu.Unlock()
+	if last {
+		if err := r.setFileMeta(f, j.node); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", j.path, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", j.path, err)
+	}
+	if last {
+		r.fileDone()
+	}
+	return nil
+}
+
+func (r *restorer) fileDone() {
+	files := r.files.Add(1)
+	if r.progress != nil {
+		r.progress(files, r.bytes.Load())
+	}
 }
 
 // restoreFile creates the file, writes its content and applies its
