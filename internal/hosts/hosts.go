@@ -174,24 +174,12 @@ func PutShards(ctx context.Context, hs []*Host, addrs []shardstore.ID, shards []
 	if len(hs) != len(shards) || len(addrs) != len(shards) {
 		return fmt.Errorf("put shards: %d hosts for %d shards", len(hs), len(shards))
 	}
-	errs := make([]error, len(hs))
-	var wg sync.WaitGroup
-	for i := range hs {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			h := hs[i]
-			if !h.Available() {
-				errs[i] = fmt.Errorf("host %s: %w", h.Name, h.Err)
-				return
-			}
-			if err := h.Store.Put(ctx, kind, addrs[i], shards[i]); err != nil {
-				errs[i] = fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, addrs[i], err)
-			}
-		}(i)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return onEach(hs, func(i int, h *Host) error {
+		if err := h.Store.Put(ctx, kind, addrs[i], shards[i]); err != nil {
+			return fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, addrs[i], err)
+		}
+		return nil
+	})
 }
 
 // PutSummed stores object i (of kind) on host i, all hosts in parallel,
@@ -202,30 +190,38 @@ func PutSummed(ctx context.Context, hs []*Host, objs [][]byte, kind shardstore.K
 		return nil, fmt.Errorf("put shards: %d hosts for %d shards", len(hs), len(objs))
 	}
 	addrs := make([]shardstore.ID, len(hs))
+	err := onEach(hs, func(i int, h *Host) error {
+		id, err := shardstore.PutSum(ctx, h.Store, kind, objs[i])
+		if err != nil {
+			return fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, id, err)
+		}
+		addrs[i] = id
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return addrs, nil
+}
+
+// onEach calls fn for every host, in parallel, and joins their errors; an
+// unavailable host is an error without a call.
+func onEach(hs []*Host, fn func(i int, h *Host) error) error {
 	errs := make([]error, len(hs))
 	var wg sync.WaitGroup
-	for i := range hs {
+	for i, h := range hs {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			h := hs[i]
 			if !h.Available() {
 				errs[i] = fmt.Errorf("host %s: %w", h.Name, h.Err)
 				return
 			}
-			id, err := shardstore.PutSum(ctx, h.Store, kind, objs[i])
-			if err != nil {
-				errs[i] = fmt.Errorf("host %s: put %s %s: %w", h.Name, kind, id, err)
-				return
-			}
-			addrs[i] = id
-		}(i)
+			errs[i] = fn(i, h)
+		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return addrs, nil
+	return errors.Join(errs...)
 }
 
 // ShardProblem records one shard that could not be used.

@@ -12,8 +12,7 @@ import (
 // TestJobQueueOrder: jobs come out least key first, whatever order they
 // went in, and close lets the workers drain what is queued.
 func TestJobQueueOrder(t *testing.T) {
-	q, stop := newJobQueue(context.Background(), 1000)
-	defer stop()
+	q := testQueue(t, 1000)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var keys []jobKey
 	for range 500 {
@@ -33,12 +32,7 @@ func TestJobQueueOrder(t *testing.T) {
 		}
 		return 0
 	})
-	for i, want := range keys {
-		j, ok := q.pop()
-		if !ok || j.key != want {
-			t.Fatalf("pop %d: %+v, %v; want %+v", i, j.key, ok, want)
-		}
-	}
+	wantPops(t, q, keys...)
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop from a closed, drained queue succeeded")
 	}
@@ -47,8 +41,7 @@ func TestJobQueueOrder(t *testing.T) {
 // TestJobQueueBounded: a push waits while the queue is full and goes on
 // once a job is taken; a pop waits while it is empty.
 func TestJobQueueBounded(t *testing.T) {
-	q, stop := newJobQueue(context.Background(), 2)
-	defer stop()
+	q := testQueue(t, 2)
 	q.push(fileJob{key: jobKey{pack: 5}})
 	q.push(fileJob{key: jobKey{pack: 3}})
 	pushed := make(chan struct{})
@@ -113,13 +106,26 @@ func TestJobQueueCancel(t *testing.T) {
 // TestJobQueueBatch: a batch (a file's chunks) goes in whole even beyond
 // the bound, and comes out in key order among the rest.
 func TestJobQueueBatch(t *testing.T) {
-	q, stop := newJobQueue(context.Background(), 2)
-	defer stop()
+	q := testQueue(t, 2)
 	q.push(fileJob{key: jobKey{pack: 7}})
 	q.push(fileJob{key: jobKey{pack: 2}, chunk: 0}, fileJob{key: jobKey{pack: 9}, chunk: 1}, fileJob{key: jobKey{pack: 3}, chunk: 2})
-	for _, want := range []uint32{2, 3, 7, 9} {
-		if j, ok := q.pop(); !ok || j.key.pack != want {
-			t.Fatalf("popped pack %d, want %d", j.key.pack, want)
+	wantPops(t, q, jobKey{pack: 2}, jobKey{pack: 3}, jobKey{pack: 7}, jobKey{pack: 9})
+}
+
+// wantPops pops as many jobs as keys and checks their keys in order.
+func wantPops(t *testing.T, q *jobQueue, keys ...jobKey) {
+	t.Helper()
+	for i, want := range keys {
+		j, ok := q.pop()
+		if !ok || j.key != want {
+			t.Fatalf("pop %d: %+v, %v; want %+v", i, j.key, ok, want)
 		}
 	}
+}
+
+// testQueue is a queue whose context never ends.
+func testQueue(t *testing.T, max int) *jobQueue {
+	q, stop := newJobQueue(context.Background(), max)
+	t.Cleanup(func() { stop() })
+	return q
 }
