@@ -1069,29 +1069,17 @@ func (b *backup) listDir(path string, pd *pendingDir) error {
 	// Every entry is stated before any is saved, so that the directory is
 	// closed before the walk descends: a deep tree holds no descriptor per
 	// level.
-	stats := make([]fileStat, len(d.ents))
-	for i, e := range d.ents {
-		stats[i], err = d.lstat(e.Name())
-		if errors.Is(err, fs.ErrNotExist) {
-			stats[i].mode = fs.ModeIrregular // removed since the directory was read
-			continue
-		}
-		if err != nil {
-			d.Close()
-			return fmt.Errorf("stat %s: %w", filepath.Join(path, e.Name()), err)
-		}
+	ents, err := d.statAll()
+	if cerr := d.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("read directory %s: %w", path, cerr)
 	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("read directory %s: %w", path, err)
+	if err != nil {
+		return err
 	}
 	old := b.cache.dirEntries(path)
-	children := make([]*pendingNode, 0, len(d.ents))
-	for i, e := range d.ents {
-		fi := stats[i]
-		if fi.mode == fs.ModeIrregular {
-			continue
-		}
-		pn, err := b.saveNode(filepath.Join(path, e.Name()), e.Name(), fi, old)
+	children := make([]*pendingNode, 0, len(ents))
+	for _, e := range ents {
+		pn, err := b.saveNode(filepath.Join(path, e.name), e.name, e.st, old)
 		if err != nil {
 			return err
 		}

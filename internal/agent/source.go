@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -111,9 +113,32 @@ func (d *sourceDir) lstat(name string) (fileStat, error) {
 		err = unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err != nil {
-		return fileStat{}, &fs.PathError{Op: "lstat", Path: d.path + "/" + name, Err: err}
+		return fileStat{}, &fs.PathError{Op: "lstat", Path: filepath.Join(d.path, name), Err: err}
 	}
 	return statOf(&st), nil
+}
+
+// sourceEntry is a listed entry and its lstat.
+type sourceEntry struct {
+	name string
+	st   fileStat
+}
+
+// statAll stats every entry, in name order, leaving out those removed since
+// the listing.
+func (d *sourceDir) statAll() ([]sourceEntry, error) {
+	out := make([]sourceEntry, 0, len(d.ents))
+	for _, e := range d.ents {
+		st, err := d.lstat(e.Name())
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stat %s: %w", filepath.Join(d.path, e.Name()), err)
+		}
+		out = append(out, sourceEntry{name: e.Name(), st: st})
+	}
+	return out, nil
 }
 
 func (d *sourceDir) Close() error { return d.f.Close() }
