@@ -650,8 +650,12 @@ func TestLargeDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Long names make the directory's tree encoding exceed chunk.MaxSize,
-	// the largest blob, so it must be stored as several pieces.
-	pad := strings.Repeat("n", 110)
+	// the largest blob, so it must be stored as several pieces: about 11 MB,
+	// at least three pieces, so that one lies wholly between the listing's
+	// start (its node count changes) and its end (the new file), whatever
+	// cut points the content has. With ~6 MB there could be only two, both
+	// changed: the test failed about once in six runs.
+	pad := strings.Repeat("n", 230)
 	const count = 40000
 	for i := 0; i < count; i++ {
 		var data []byte
