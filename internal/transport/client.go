@@ -54,6 +54,7 @@ type Client struct {
 	d     *Descriptor
 	guest guest.ID
 	hc    *http.Client
+	dial  *confirmedDialer
 	// Timeout bounds each phase of one attempt (sending the request, then
 	// receiving the response); every MiB of body adds a second. A stalled or
 	// stopped host fails the request instead of hanging it.
@@ -91,24 +92,31 @@ func NewClient(d *Descriptor, g guest.ID, cert tls.Certificate) *Client {
 	if len(cert.Certificate) > 0 {
 		certs = []tls.Certificate{cert}
 	}
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
+	dial := &confirmedDialer{
+		config: &tls.Config{
 			MinVersion:         tls.VersionTLS13,
 			Certificates:       certs,
 			InsecureSkipVerify: true, // replaced by the pin check below
 			VerifyConnection:   access.PinnedServer(d.TLS),
+			// HTTP/1.1 only: one object per request and connection.
+			NextProtos: []string{"http/1.1"},
 		},
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 10 * time.Second,
+		dialer:  &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		timeout: 10 * time.Second,
+	}
+	tr := &http.Transport{
+		// The dialer completes the handshake and waits until the host has
+		// accepted the certificate, so a refused credential surfaces as the
+		// host's TLS alert (confirmedDialer).
+		DialTLSContext:      dial.DialTLSContext,
 		IdleConnTimeout:     90 * time.Second,
 		MaxIdleConnsPerHost: 16,
-		// HTTP/1.1 (no TLSNextProto): a refused credential then surfaces as
-		// the server's TLS alert instead of an opaque HTTP/2 error.
-		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
 	return &Client{
 		d: d, guest: g,
 		hc:       &http.Client{Transport: tr},
+		dial:     dial,
 		Timeout:  20 * time.Second,
 		Retries:  1,
 		Backoff:  200 * time.Millisecond,

@@ -712,6 +712,75 @@ func TestClientCredentialRefused(t *testing.T) {
 	if n := s.conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1 (a refusal is not retried)", n)
 	}
+	// A Put races its request body against the host's alert unless the
+	// client waits for the host to accept the certificate: without
+	// confirmedDialer, some of these failed as "broken pipe" or "use of
+	// closed network connection", an unreachable host.
+	data := bytes.Repeat([]byte("registry shard "), 4<<10)
+	for i := range 100 {
+		err := c.Put(testCtx(t), shardstore.KindShard, shardstore.Sum(data), data)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "bad certificate") {
+			t.Fatalf("put %d: %v, want the host's bad_certificate alert as ErrRefused", i, err)
+		}
+	}
+}
+
+// A host that completes the handshake but never confirms the certificate
+// (it sends no session ticket) fails the request within the dialer's
+// timeout, as a host that did not answer; one that sends data before any
+// request is refused.
+func TestClientUnconfirmedHost(t *testing.T) {
+	s := newHostServer(t, func(w http.ResponseWriter, r *http.Request) {}, func(c *tls.Config) {
+		c.SessionTicketsDisabled = true
+	})
+	c := s.client(t)
+	c.dial.timeout = 200 * time.Millisecond
+	start := time.Now()
+	_, err := c.Get(testCtx(t), shardstore.KindShard, shardstore.Sum(nil))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), ErrNotConfirmed.Error()) {
+		t.Fatalf("%v, want ErrUnavailable: %v", err, ErrNotConfirmed)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if n := s.requests.Load(); n != 0 {
+		t.Errorf("%d requests reached the handler", n)
+	}
+
+	cert, _, _, err := access.NewServerCertificate("lu-1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequestClientCert, SessionTicketsDisabled: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			defer conn.Close()
+		}
+	}()
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	d := *s.desc
+	d.URL = "https://" + ln.Addr().String()
+	d.TLS = access.SPKIFingerprint(leaf)
+	a := agentFor(t)
+	pc := NewClient(&d, a.guest, a.cert)
+	pc.Cooldown = 0
+	pc.Backoff = time.Millisecond
+	defer pc.Close()
+	if _, err := pc.Get(testCtx(t), shardstore.KindShard, shardstore.Sum(nil)); err == nil || !strings.Contains(err.Error(), "sent data before any request") {
+		t.Fatalf("host speaking first: %v", err)
+	}
 }
 
 // No host listening: ErrUnavailable after the retries.
