@@ -13,7 +13,8 @@ import (
 // Built with -tags profile, the CLI writes a CPU profile of the whole command
 // to $EMBASSY_CPUPROFILE, and to $EMBASSY_HEAPPROFILE a heap profile taken
 // when the live heap (as of the last collection) was largest: for measuring,
-// never in a release build.
+// never in a release build. $EMBASSY_ALLOCPROFILE gets the allocations of
+// the whole command, written as it ends.
 func init() {
 	if path := os.Getenv("EMBASSY_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
@@ -28,6 +29,16 @@ func init() {
 	}
 	if path := os.Getenv("EMBASSY_HEAPPROFILE"); path != "" {
 		go watchHeap(path)
+	}
+	if path := os.Getenv("EMBASSY_ALLOCPROFILE"); path != "" {
+		prev := stopProfile
+		stopProfile = func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			prev()
+		}
 	}
 }
 

@@ -41,9 +41,9 @@ const PackTarget = 16 << 20
 // 32 MiB of a 1 GB backup's heap.
 const TreePackTarget = 4 << 20
 
-// packBufSize is a data pack buffer's capacity: a pack closes at the first
-// blob that takes it to PackTarget, so it never has to grow.
-const packBufSize = PackTarget + pack.MaxStoredLength + 1<<20
+// packBufSize is a data pack buffer's capacity: a frame that would take a
+// pack past PackTarget closes it first, so the buffer never has to grow.
+const packBufSize = PackTarget
 
 // PackMaxBlobs is the blob count at which a pack is closed even if smaller:
 // until a pack is stored, each of its blobs costs ~1 KB of memory here (its
@@ -58,12 +58,12 @@ const readerBuffer = chunk.MinBufferSize + chunk.AvgSize
 // Uploaders is the number of packs sealed, coded and stored at once with
 // local-directory hosts. One is enough: a 16 MiB pack takes ~30 ms to seal,
 // code and hash, far less than the time to fill the next, and each in
-// flight holds ~60 MiB.
+// flight holds ~40 MiB (its pack buffer and its shards buffer).
 const Uploaders = 1
 
 // RemoteUploaders is the number with host nodes: a PUT there waits for the
 // host's durable log append (~45 ms of ~75 ms per shard, measured on
-// loopback), so a second pack in flight hides that latency, for ~60 MiB more.
+// loopback), so a second pack in flight hides that latency, for ~40 MiB more.
 const RemoteUploaders = 2
 
 // Options configures one backup.
@@ -1173,7 +1173,7 @@ type packer struct {
 	mu      sync.Mutex
 	bld     *pack.Builder
 	id      [16]byte
-	entries []pack.Entry
+	last    int // blobs in the pack taken last: the next one's index is sized for them
 }
 
 func (p *packer) add(id chunk.ID, stored []byte, rawLen int) (tree.Ref, error) {
@@ -1187,7 +1187,15 @@ func (p *packer) add(id chunk.ID, stored []byte, rawLen int) (tree.Ref, error) {
 // addFrame appends one frame of blobs (stored is its stored form) and
 // returns their refs, in order.
 func (p *packer) addFrame(stored []byte, members []pack.Member) ([]tree.Ref, error) {
+	target := PackTarget
+	if p.typ == pack.BlobTree {
+		target = TreePackTarget
+	}
 	p.mu.Lock()
+	var jobs []*packJob
+	if p.bld != nil && p.bld.Count() > 0 && p.bld.SizeWith(len(stored), members) > target {
+		jobs = append(jobs, p.take()) // full: the frame starts the next pack
+	}
 	if p.bld == nil {
 		if p.typ == pack.BlobData {
 			var buf []byte
@@ -1209,24 +1217,18 @@ func (p *packer) addFrame(stored []byte, members []pack.Member) ([]tree.Ref, err
 			p.mu.Unlock()
 			return nil, err
 		}
-		p.entries = nil
+		p.bld.Grow(p.last + p.last/8)
 	}
 	es := p.bld.AddFrame(stored, members)
-	p.entries = append(p.entries, es...)
 	refs := make([]tree.Ref, len(es))
 	for i, e := range es {
 		refs[i] = tree.Ref{ID: e.ID, Pack: p.id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength}
 	}
-	var job *packJob
-	target := PackTarget
-	if p.typ == pack.BlobTree {
-		target = TreePackTarget
-	}
 	if p.bld.Size() >= target || p.bld.Count() >= PackMaxBlobs {
-		job = p.take()
+		jobs = append(jobs, p.take())
 	}
 	p.mu.Unlock()
-	if job != nil {
+	for _, job := range jobs {
 		select {
 		case p.b.uploads <- job:
 		case <-p.b.ctx.Done():
@@ -1237,8 +1239,10 @@ func (p *packer) addFrame(stored []byte, members []pack.Member) ([]tree.Ref, err
 }
 
 func (p *packer) take() *packJob {
-	job := &packJob{id: p.id, typ: p.typ, plain: p.bld.Finish(), entries: p.entries}
-	p.bld, p.entries = nil, nil
+	entries := p.bld.Entries()
+	p.last = len(entries)
+	job := &packJob{id: p.id, typ: p.typ, plain: p.bld.Finish(), entries: entries}
+	p.bld = nil
 	return job
 }
 

@@ -195,11 +195,16 @@ const maxLocSize = 16 + 3*binary.MaxVarintLen64
 // appendLoc appends a location's encoding to dst.
 func appendLoc(dst []byte, pack [16]byte, off, length, raw uint64) []byte {
 	w := wire.NewWriter(dst)
+	writeLoc(w, pack, off, length, raw)
+	return w.Bytes()
+}
+
+// writeLoc writes a location's encoding to w.
+func writeLoc(w *wire.Writer, pack [16]byte, off, length, raw uint64) {
 	w.Fixed(pack[:])
 	w.Uvarint(off)
 	w.Uvarint(length)
 	w.Uvarint(raw)
-	return w.Bytes()
 }
 
 // chunk looks id up: the filter first, then the chunk index. A damaged
@@ -386,7 +391,13 @@ type fileEntry struct {
 }
 
 func encodeEntries(es []fileEntry) []byte {
-	w := wire.NewWriter(nil)
+	// Sized up front: grown by appends, a directory of a few hundred files
+	// cost its encoding about twice over in copies and garbage.
+	n := binary.MaxVarintLen64
+	for _, e := range es {
+		n += 2 + len(e.Name) + 8*binary.MaxVarintLen64 + len(e.Content)*(len(tree.Ref{}.ID)+maxLocSize)
+	}
+	w := wire.NewWriter(make([]byte, 0, n))
 	w.Uvarint(uint64(len(es)))
 	for _, e := range es {
 		w.String(e.Name)
@@ -400,7 +411,7 @@ func encodeEntries(es []fileEntry) []byte {
 		w.Uvarint(uint64(len(e.Content)))
 		for _, r := range e.Content {
 			w.Fixed(r.ID[:])
-			w.Fixed(encodeLoc(r.Pack, r.Offset, r.Length, r.RawLength))
+			writeLoc(w, r.Pack, r.Offset, r.Length, r.RawLength)
 		}
 	}
 	return w.Bytes()

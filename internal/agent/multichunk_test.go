@@ -3,10 +3,13 @@ package agent_test
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/embassy-project/embassy/internal/agent"
 )
 
 // TestRestoreFilesOfManyChunks: files of several chunks, which restore
@@ -64,5 +67,30 @@ func TestRestoreFilesOfManyChunks(t *testing.T) {
 	}
 	if r.PackFetches > uint64(r.Packs) {
 		t.Errorf("fetched %d packs for %d: some more than once", r.PackFetches, r.Packs)
+	}
+	// A frame that would take a pack past PackTarget closes it first, so
+	// no shard is larger than a PackTarget pack's (sealed, half of it, plus
+	// the shard header and padding); 61 MiB of incompressible chunks of
+	// up to 4 MiB would otherwise overshoot.
+	maxShard := int64(agent.PackTarget/2 + 4096)
+	var shards, largest int64
+	err := filepath.WalkDir(filepath.Join(e.dir, "hosts", hostNames[0], "shards"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		shards++
+		largest = max(largest, fi.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shards < 4 || largest > maxShard || largest < maxShard*7/8 {
+		t.Errorf("%d shards on %s, the largest %d bytes: want at least 4, the largest at most %d and near it",
+			shards, hostNames[0], largest, maxShard)
 	}
 }

@@ -168,6 +168,26 @@ func (b *Builder) AddFrame(stored []byte, members []Member) []Entry {
 	return slices.Clone(b.entries[start:])
 }
 
+// SizeWith returns the length Finish would return after AddFrame of a
+// stored form of storedLen bytes holding members, without adding it: a
+// writer can close a pack before a frame would take it past a size.
+func (b *Builder) SizeWith(storedLen int, members []Member) int {
+	n, idx := len(b.entries)+len(members), b.indexLen
+	for i, m := range members {
+		idx += entrySize(Entry{ID: m.ID, Length: uint64(storedLen), RawLength: uint64(m.RawLength)}, i == 0)
+	}
+	return len(b.buf) + storedLen + uvarintLen(uint64(n)) + idx + TrailerSize
+}
+
+// Grow makes room for n more index entries, so a pack filled to a known
+// count does not grow its index on the way there.
+func (b *Builder) Grow(n int) { b.entries = slices.Grow(b.entries, n) }
+
+// Entries returns the index entries of the blobs added so far, in order. The
+// slice is the Builder's own until Finish or Reset, which drop it; then it
+// belongs to the caller. It must not be modified before then.
+func (b *Builder) Entries() []Entry { return b.entries }
+
 // Count returns the number of blobs added.
 func (b *Builder) Count() int { return len(b.entries) }
 

@@ -1001,3 +1001,34 @@ func BenchmarkCompressSmall(b *testing.B) {
 		b.ReportMetric(float64(len(frame))/float64(n), "ratio")
 	})
 }
+
+// TestBuilderSizeWith: SizeWith before each AddFrame is exactly Size
+// after it, and Finish's length, for frames of one and many members whose
+// lengths cross the uvarint boundaries of the index; Entries are the
+// entries added, in order.
+func TestBuilderSizeWith(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	b := NewBuilder()
+	var want []Entry
+	for i := range 300 {
+		members := make([]Member, 1+rng.IntN(4)*rng.IntN(40))
+		raw := 0
+		for j := range members {
+			members[j] = Member{Type: BlobData, ID: chunk.ID{byte(i), byte(j)}, RawLength: rng.IntN(1 << (1 + rng.IntN(17)))}
+			raw += members[j].RawLength
+		}
+		stored := make([]byte, 1+rng.IntN(raw+1))
+		predicted := b.SizeWith(len(stored), members)
+		want = append(want, b.AddFrame(stored, members)...)
+		if got := b.Size(); got != predicted {
+			t.Fatalf("frame %d (%d members, %d stored bytes): SizeWith %d, Size after %d", i, len(members), len(stored), predicted, got)
+		}
+	}
+	if !slices.Equal(b.Entries(), want) {
+		t.Fatal("Entries differ from the entries AddFrame returned")
+	}
+	size := b.Size()
+	if n := len(b.Finish()); n != size {
+		t.Fatalf("Finish: %d bytes, Size said %d", n, size)
+	}
+}
