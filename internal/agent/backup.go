@@ -1168,12 +1168,12 @@ func (b *backup) saveTree(t *tree.Tree) ([]tree.Ref, error) {
 
 // packer fills one pack at a time with blobs of one type.
 type packer struct {
-	b       *backup
-	typ     pack.BlobType
-	mu      sync.Mutex
-	bld     *pack.Builder
-	id      [16]byte
-	last    int // blobs in the pack taken last: the next one's index is sized for them
+	b    *backup
+	typ  pack.BlobType
+	mu   sync.Mutex
+	bld  *pack.Builder
+	id   [16]byte
+	last int // blobs in the pack taken last: the next one's index is sized for them
 }
 
 func (p *packer) add(id chunk.ID, stored []byte, rawLen int) (tree.Ref, error) {
