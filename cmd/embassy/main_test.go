@@ -520,6 +520,12 @@ func TestRestoreModesAndOwners(t *testing.T) {
 		{"readonly", 0o444, 2000, 2000},
 		{"none", 0o000, 0, 0},
 		{"empty-setuid", 0o711 | os.ModeSetuid, 7, 7},
+		// Created with their mode where the umask (022 or 002 here) leaves
+		// it whole, chmod-ed after the writes where not.
+		{"plain", 0o644, 0, 0},
+		{"group-write", 0o664, 0, 0},
+		{"other-write", 0o666, 0, 0},
+		{"all", 0o777, 1234, 0},
 	}
 	mtime := time.Date(2020, 2, 29, 12, 34, 56, 789000000, time.UTC)
 	for i, f := range files {

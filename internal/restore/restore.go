@@ -13,6 +13,7 @@ import (
 	"crypto/hpke"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -175,6 +176,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, fmt.Errorf("create target: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if r.created, err = probeCreation(tmp); err != nil {
+		return res, fmt.Errorf("create target: %w", err)
+	}
 	if err := r.restoreTree(filepath.Join(tmp, rootNode.Name), &rootNode); err != nil {
 		return res, err
 	}
@@ -215,6 +219,7 @@ type restorer struct {
 	warned   map[string]bool
 	progress func(files, bytes uint64)
 	root     bool
+	created  creation // what a new file in the restore's directories gets
 
 	queue   *jobQueue
 	workers sync.WaitGroup
@@ -487,12 +492,12 @@ func (r *restorer) walk(path string, n *tree.Node) error {
 		}
 		// Several chunks, perhaps in packs far apart: each is a job of its
 		// own, written in place into the file created here.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		fd, err := createFile(path, 0o600)
 		if err != nil {
 			return fmt.Errorf("create file: %w", err)
 		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("create file: %w", err)
+		if err := unix.Close(fd); err != nil {
+			return fmt.Errorf("create file: %w", &os.PathError{Op: "close", Path: path, Err: err})
 		}
 		part := &partialFile{left: len(n.Content)}
 		js := make([]fileJob, len(n.Content))
@@ -550,13 +555,13 @@ func (r *restorer) do(j fileJob) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.path, err)
 	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY, 0)
+	fd, err := unix.Open(j.path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", j.path, err)
+		return fmt.Errorf("write %w", &os.PathError{Op: "open", Path: j.path, Err: err})
 	}
-	if _, err := f.WriteAt(data, j.off); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", j.path, err)
+	if err := writeAt(fd, data, j.off); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("write %w", &os.PathError{Op: "write", Path: j.path, Err: err})
 	}
 	r.bytes.Add(uint64(len(data)))
 	// The last chunk written (whichever it is) applies the metadata, after
@@ -566,13 +571,13 @@ func (r *restorer) do(j fileJob) error {
 	last := j.part.left == 0
 	j.part.mu.Unlock()
 	if last {
-		if err := r.setFileMeta(f, j.node); err != nil {
-			f.Close()
+		if err := r.setFileMeta(fd, j.node, false); err != nil {
+			unix.Close(fd)
 			return fmt.Errorf("%s: %w", j.path, err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", j.path, err)
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("write %w", &os.PathError{Op: "close", Path: j.path, Err: err})
 	}
 	if last {
 		r.fileDone()
@@ -589,50 +594,141 @@ func (r *restorer) fileDone() {
 
 // restoreFile creates the file, writes its content and applies its
 // metadata through the open descriptor (three path look-ups fewer a file).
+// A bare descriptor, not an *os.File: that costs five system calls more a
+// file (poller registration, and the blocking mode Fd restores).
 func (r *restorer) restoreFile(path string, n *tree.Node) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	mode, modeSet := r.created.mode(n.Mode)
+	fd, err := createFile(path, mode)
 	if err != nil {
 		return fmt.Errorf("create file: %w", err)
 	}
 	for _, ref := range n.Content {
 		data, err := r.blob(ref, pack.BlobData)
 		if err != nil {
-			f.Close()
+			unix.Close(fd)
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if _, err := f.Write(data); err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := writeAt(fd, data, -1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("write %w", &os.PathError{Op: "write", Path: path, Err: err})
 		}
 		r.bytes.Add(uint64(len(data)))
 	}
-	if err := r.setFileMeta(f, n); err != nil {
-		f.Close()
+	if err := r.setFileMeta(fd, n, modeSet); err != nil {
+		unix.Close(fd)
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("write %w", &os.PathError{Op: "close", Path: path, Err: err})
 	}
 	return nil
 }
 
 // setFileMeta is setMeta for an open regular file: ownership (as root),
 // then mode (chown clears setuid and setgid), then times, last, since every
-// write changes them.
-func (r *restorer) setFileMeta(f *os.File, n *tree.Node) error {
-	fd := int(f.Fd())
-	if r.root {
+// write changes them. It leaves out a chown to the owner the file was
+// created with, and the chmod if modeSet (the file was created with its
+// mode, which has no special bits for a chown to clear).
+func (r *restorer) setFileMeta(fd int, n *tree.Node, modeSet bool) error {
+	if r.root && !r.created.owns(n) {
 		if err := unix.Fchown(fd, int(n.UID), int(n.GID)); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(fd, n.Mode&0o7777); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	if !modeSet {
+		if err := unix.Fchmod(fd, n.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	if err := futimens(fd, n.MTime); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
+}
+
+// createFile creates path, which must not exist, for writing, with mode
+// (as the umask or a default ACL leaves it).
+func createFile(path string, mode uint32) (int, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// writeAt writes all of data to fd at off, or at its offset if off < 0.
+func writeAt(fd int, data []byte, off int64) error {
+	for len(data) > 0 {
+		var n int
+		var err error
+		if off < 0 {
+			n, err = unix.Write(fd, data)
+		} else {
+			n, err = unix.Pwrite(fd, data, off)
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		data = data[n:]
+		if off >= 0 {
+			off += int64(n)
+		}
+	}
+	return nil
+}
+
+// creation is what a file created in the restore's directories gets
+// without further system calls: its owner, and for a requested mode m the
+// mode m&mask (the umask, or a directory's default ACL). Every directory a
+// restore creates is new, 0700 until the end, under one temporary
+// directory, so a file created there once (probeCreation) shows it for
+// all: a set-group-ID target or a grpid mount changes the group, a default
+// ACL the mask.
+type creation struct {
+	uid, gid uint32
+	mask     uint32
+	ok       bool
+}
+
+func probeCreation(dir string) (creation, error) {
+	p := filepath.Join(dir, ".probe")
+	fd, err := createFile(p, 0o777)
+	if err != nil {
+		return creation{}, err
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if rerr := unix.Unlink(p); err == nil && rerr != nil {
+		err = &os.PathError{Op: "unlink", Path: p, Err: rerr}
+	}
+	if err != nil {
+		return creation{}, err
+	}
+	return creation{uid: st.Uid, gid: st.Gid, mask: st.Mode & 0o777, ok: true}, nil
+}
+
+// mode returns the mode to create a file of mode m with, and whether that
+// gives it exactly m, so that no chmod is needed. Files with special bits
+// (which a chown or, unprivileged, a write clears) are never among those:
+// the mask has none. They, and files the mask would cut, are created 0600
+// and get their mode after the writes.
+func (c creation) mode(m uint32) (uint32, bool) {
+	m &= 0o7777
+	if !c.ok || m&c.mask != m {
+		return 0o600, false
+	}
+	return m, true
+}
+
+// owns reports whether a new file already has n's owner and group.
+func (c creation) owns(n *tree.Node) bool {
+	return c.ok && n.UID == c.uid && n.GID == c.gid
 }
 
 // setMeta applies ownership (as root), mode and modification time. Symlinks
