@@ -177,7 +177,7 @@ const smallFile = 256 << 10
 
 func readAll(p file, buf []byte) (int64, error) {
 	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Open(p.path, flags|unix.O_NOATIME, 0)
+	fd, err := unix.Open(p.path, flags|oNoAtime, 0)
 	if err == unix.EPERM {
 		fd, err = unix.Open(p.path, flags, 0)
 	}

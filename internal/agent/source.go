@@ -157,7 +157,7 @@ var openFile = openRegular
 //     file's owner, or root): a backup does not change what it backs up.
 func openRegular(path string) (io.ReadCloser, error) {
 	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := openRetrying(path, flags|unix.O_NOATIME)
+	fd, err := openRetrying(path, flags|oNoAtime)
 	if err == unix.EPERM {
 		// O_NOATIME is refused on others' files to those without CAP_FOWNER.
 		fd, err = openRetrying(path, flags)

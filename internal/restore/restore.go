@@ -194,15 +194,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
-}
-
 type restorer struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -710,7 +701,7 @@ func probeCreation(dir string) (creation, error) {
 	if err != nil {
 		return creation{}, err
 	}
-	return creation{uid: st.Uid, gid: st.Gid, mask: st.Mode & 0o777, ok: true}, nil
+	return creation{uid: st.Uid, gid: st.Gid, mask: uint32(st.Mode) & 0o777, ok: true}, nil
 }
 
 // mode returns the mode to create a file of mode m with, and whether that
