@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -179,7 +180,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if r.created, err = probeCreation(tmp); err != nil {
 		return res, fmt.Errorf("create target: %w", err)
 	}
-	if err := r.restoreTree(filepath.Join(tmp, rootNode.Name), &rootNode); err != nil {
+	stopFlush := flushEvery(tmp, FlushInterval, syncFS)
+	err = r.restoreTree(filepath.Join(tmp, rootNode.Name), &rootNode)
+	stopFlush()
+	if err != nil {
 		return res, err
 	}
 	if err := syncFS(tmp); err != nil {
@@ -192,6 +196,35 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Files, res.Dirs, res.Symlinks, res.Bytes = r.files.Load(), r.dirs.Load(), r.links.Load(), r.bytes.Load()
 	res.Packs, res.PackFetches = len(env.Packs), r.fetches.Load()
 	return res, nil
+}
+
+// FlushInterval is how often a restore has the file system write back what
+// it has written so far, while it goes on: the syncfs that makes the tree
+// durable before it is moved into place then has little left to do. On
+// the benchmark machine (24 GB of memory, so the kernel's own writeback
+// does not start before 2.4 GB are dirty) the final syncfs of a 1 GB
+// restore otherwise took about 2.8 s, most of it with one CPU idle.
+const FlushInterval = time.Second
+
+// flushEvery calls sync (syncFS) on dir every interval until the returned
+// function is called, which waits for a call under way. Errors are left to
+// the final syncfs, which reports them.
+func flushEvery(dir string, interval time.Duration, sync func(string) error) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				sync(dir)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 type restorer struct {
