@@ -252,8 +252,12 @@ type restorer struct {
 	dirMu   sync.Mutex
 	dirMeta []dirJob // directories in creation order; metadata applied in reverse
 
-	orderMu sync.Mutex
-	order   map[[16]byte]uint32 // packs numbered in the order the walk first needed them
+	orderMu  sync.Mutex
+	order    map[[16]byte]uint32 // packs numbered in the order the walk first needed them
+	orderIDs [][16]byte          // the packs by number
+	// prefetched is one more than the highest pack number prefetched.
+	prefetched  atomic.Uint32
+	prefetching sync.WaitGroup
 
 	files, dirs, links, bytes atomic.Uint64
 	fetches                   atomic.Uint64
@@ -437,6 +441,7 @@ func (r *restorer) restoreTree(path string, n *tree.Node) error {
 				if !ok {
 					return
 				}
+				r.prefetch(j.key.pack + 1)
 				if err := r.do(j); err != nil {
 					r.cancel(err)
 					return
@@ -452,6 +457,7 @@ func (r *restorer) restoreTree(path string, n *tree.Node) error {
 	r.walking.Wait()
 	q.close()
 	r.workers.Wait()
+	r.prefetching.Wait()
 	if err == nil {
 		err = context.Cause(r.ctx)
 	}
@@ -543,6 +549,32 @@ func (r *restorer) walk(path string, n *tree.Node) error {
 	return nil
 }
 
+// prefetch starts fetching data pack number i into the cache, unless it or
+// a later one was prefetched already or the walk has not reached it. The
+// queue hands out jobs in pack order, so when the workers finish a pack
+// they all need the next one: fetched ahead, it is there or on its way
+// instead of every worker waiting for its fetch.
+func (r *restorer) prefetch(i uint32) {
+	if i < r.prefetched.Load() {
+		return
+	}
+	r.orderMu.Lock()
+	if i >= uint32(len(r.orderIDs)) || i < r.prefetched.Load() {
+		r.orderMu.Unlock()
+		return
+	}
+	r.prefetched.Store(i + 1)
+	id := r.orderIDs[i]
+	r.orderMu.Unlock()
+	r.prefetching.Add(1)
+	go func() {
+		defer r.prefetching.Done()
+		// A failure is left to the job that needs the pack: the cache
+		// keeps no failed fetch.
+		r.pack(id, pack.BlobData)
+	}()
+}
+
 // key is the queue key of a job whose data starts with refs[0].
 func (r *restorer) key(refs []tree.Ref) jobKey {
 	if len(refs) == 0 {
@@ -553,6 +585,7 @@ func (r *restorer) key(refs []tree.Ref) jobKey {
 	if !ok {
 		i = uint32(len(r.order))
 		r.order[refs[0].Pack] = i
+		r.orderIDs = append(r.orderIDs, refs[0].Pack)
 	}
 	r.orderMu.Unlock()
 	return jobKey{pack: i, offset: refs[0].Offset}
