@@ -72,7 +72,11 @@ func (d *confirmedDialer) confirm(ctx context.Context, raw net.Conn, addr string
 	stop := context.AfterFunc(ctx, func() { raw.SetReadDeadline(time.Now()) })
 	var b [1]byte
 	n, err := tc.Read(b[:])
-	stop()
+	if !stop() {
+		// ctx ended, and its deadline may still be set after the reset
+		// below: the connection is not handed on.
+		return nil, fmt.Errorf("%w within %v: %w", ErrNotConfirmed, d.timeout, context.Cause(ctx))
+	}
 	select {
 	case <-sig.got:
 	default:
