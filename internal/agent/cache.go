@@ -185,10 +185,6 @@ func (c *cache) head() (seq uint64, h [32]byte) {
 	return seq, h
 }
 
-func encodeLoc(pack [16]byte, off, length, raw uint64) []byte {
-	return appendLoc(make([]byte, 0, maxLocSize), pack, off, length, raw)
-}
-
 // maxLocSize is the longest encoded location: a pack ID and three uvarints.
 const maxLocSize = 16 + 3*binary.MaxVarintLen64
 

@@ -443,3 +443,8 @@ func TestChunkIndexCrashPoints(t *testing.T) {
 		})
 	}
 }
+
+// encodeLoc is a location's encoding in a buffer of its own.
+func encodeLoc(pack [16]byte, off, length, raw uint64) []byte {
+	return appendLoc(make([]byte, 0, maxLocSize), pack, off, length, raw)
+}
