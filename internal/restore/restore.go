@@ -614,11 +614,11 @@ func (r *restorer) do(j fileJob) error {
 	}
 	fd, err := unix.Open(j.path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("write %w", &os.PathError{Op: "open", Path: j.path, Err: err})
+		return &os.PathError{Op: "open", Path: j.path, Err: err}
 	}
 	if err := writeAt(fd, data, j.off); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("write %w", &os.PathError{Op: "write", Path: j.path, Err: err})
+		return &os.PathError{Op: "write", Path: j.path, Err: err}
 	}
 	r.bytes.Add(uint64(len(data)))
 	// The last chunk written (whichever it is) applies the metadata, after
@@ -634,7 +634,7 @@ func (r *restorer) do(j fileJob) error {
 		}
 	}
 	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("write %w", &os.PathError{Op: "close", Path: j.path, Err: err})
+		return &os.PathError{Op: "close", Path: j.path, Err: err}
 	}
 	if last {
 		r.fileDone()
@@ -667,7 +667,7 @@ func (r *restorer) restoreFile(path string, n *tree.Node) error {
 		}
 		if err := writeAt(fd, data, -1); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("write %w", &os.PathError{Op: "write", Path: path, Err: err})
+			return &os.PathError{Op: "write", Path: path, Err: err}
 		}
 		r.bytes.Add(uint64(len(data)))
 	}
@@ -676,7 +676,7 @@ func (r *restorer) restoreFile(path string, n *tree.Node) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("write %w", &os.PathError{Op: "close", Path: path, Err: err})
+		return &os.PathError{Op: "close", Path: path, Err: err}
 	}
 	return nil
 }

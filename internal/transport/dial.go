@@ -77,19 +77,16 @@ func (d *confirmedDialer) confirm(ctx context.Context, raw net.Conn, addr string
 		// below: the connection is not handed on.
 		return nil, fmt.Errorf("%w within %v: %w", ErrNotConfirmed, d.timeout, context.Cause(ctx))
 	}
+	if n > 0 {
+		return nil, fmt.Errorf("tls: host sent data before any request")
+	}
 	select {
 	case <-sig.got:
 	default:
-		switch {
-		case n > 0:
-			return nil, fmt.Errorf("tls: host sent data before any request")
-		case err != nil && ctx.Err() == nil && !isTimeout(err):
+		if err != nil && ctx.Err() == nil && !isTimeout(err) {
 			return nil, err // the host's alert, or its close
 		}
 		return nil, fmt.Errorf("%w within %v: %w", ErrNotConfirmed, d.timeout, context.Cause(ctx))
-	}
-	if n > 0 {
-		return nil, fmt.Errorf("tls: host sent data before any request")
 	}
 	if err := raw.SetReadDeadline(time.Time{}); err != nil {
 		return nil, err
