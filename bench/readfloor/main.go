@@ -3,12 +3,15 @@
 // as the backup does (-walkers directories listed at once, lstat of every
 // entry relative to its open directory) and reads every regular file to its
 // end with -readers goroutines through bare descriptors, without updating
-// access times (a file under 256 KiB with one read of its size and a byte
-// more, as the backup does), then prints the time and throughput as JSON. With -drop
+// access times, then prints the time and throughput as JSON. Files under
+// 256 KiB are read as the backup reads them: a directory's in batches of up
+// to -batch files (and 1 MiB), each batch opened and advised to the kernel
+// (posix_fadvise WILLNEED) before its files are read, each with one read of
+// its size and a byte more. With -drop
 // (root only) it first syncs and drops the page cache, as bench/run.sh
 // does before every timed step.
 //
-//	go run ./bench/readfloor [-readers 16] [-walkers 4] [-drop] DIR
+//	go run ./bench/readfloor [-readers 16] [-walkers 4] [-batch 64] [-drop] DIR
 //
 // It does nothing with the bytes: no chunking, hashing, compression or
 // writing. A backup of the same tree can only be slower.
@@ -36,6 +39,7 @@ type result struct {
 	Dir       string  `json:"dir"`
 	Readers   int     `json:"readers"`
 	Walkers   int     `json:"walkers"`
+	Batch     int     `json:"batch"`
 	Dropped   bool    `json:"cache_dropped"`
 	Files     int64   `json:"files"`
 	Bytes     int64   `json:"bytes"`
@@ -48,10 +52,11 @@ type result struct {
 func main() {
 	readers := flag.Int("readers", 16, "files read at once")
 	walkers := flag.Int("walkers", 4, "directories listed at once")
+	batch := flag.Int("batch", 64, "most small files read as one batch")
 	drop := flag.Bool("drop", false, "sync and drop the page cache first (needs root)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-drop] DIR")
+		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] DIR")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
@@ -66,7 +71,7 @@ func main() {
 	// Blocked reads hold their P: as many Ps as readers, as the backup does.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), *readers))
 	start := time.Now()
-	paths := make(chan file, *readers)
+	batches := make(chan []file, *readers)
 	var files, bytes atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
@@ -76,21 +81,21 @@ func main() {
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
-			for p := range paths {
-				n, err := readAll(p, buf)
+			var fds []int
+			for b := range batches {
+				n, err := readBatch(b, buf, fds)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
-					continue
 				}
-				files.Add(1)
+				files.Add(int64(len(b)))
 				bytes.Add(n)
 			}
 		}()
 	}
-	w := &walker{paths: paths, slots: make(chan struct{}, max(*walkers, 1)-1)}
+	w := &walker{batches: batches, batch: fitBatch(*batch, *readers), slots: make(chan struct{}, max(*walkers, 1)-1)}
 	w.dir(dir)
 	w.wg.Wait()
-	close(paths)
+	close(batches)
 	wg.Wait()
 	err := w.err
 	if err == nil {
@@ -102,7 +107,7 @@ func main() {
 	secs := time.Since(start).Seconds()
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	r := result{Dir: dir, Readers: *readers, Walkers: *walkers, Dropped: *drop, Files: files.Load(), Bytes: bytes.Load(), Seconds: secs,
+	r := result{Dir: dir, Readers: *readers, Walkers: *walkers, Batch: w.batch, Dropped: *drop, Files: files.Load(), Bytes: bytes.Load(), Seconds: secs,
 		MBps:    float64(bytes.Load()) / 1e6 / secs,
 		UserCPU: float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6, SystemCPU: float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6}
 	out, _ := json.MarshalIndent(r, "", "  ")
@@ -117,9 +122,11 @@ type file struct {
 
 // walker lists directories as the backup's walkers do: a subdirectory gets
 // a goroutine of its own while a slot is free, else the lister descends
-// into it itself.
+// into it itself; a directory's small files go to the readers in batches
+// before its subdirectories are listed.
 type walker struct {
-	paths   chan<- file
+	batches chan<- []file
+	batch   int
 	slots   chan struct{}
 	wg      sync.WaitGroup
 	errOnce sync.Once
@@ -150,41 +157,112 @@ func (w *walker) dir(p string) {
 		}
 	}
 	d.Close()
+	var small []file
+	var smallBytes int64
 	for i, e := range ents {
+		if sts[i].Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		f := file{filepath.Join(p, e.Name()), sts[i].Size}
+		if f.size >= smallFile {
+			w.batches <- []file{f}
+			continue
+		}
+		small = append(small, f)
+		smallBytes += f.size
+		if len(small) >= w.batch || smallBytes >= batchBytes {
+			w.batches <- small
+			small, smallBytes = nil, 0
+		}
+	}
+	if len(small) > 0 {
+		w.batches <- small
+	}
+	for i, e := range ents {
+		if sts[i].Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
 		sub := filepath.Join(p, e.Name())
-		switch sts[i].Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			w.paths <- file{sub, sts[i].Size}
-		case unix.S_IFDIR:
-			select {
-			case w.slots <- struct{}{}:
-				w.wg.Add(1)
-				go func() {
-					defer w.wg.Done()
-					w.dir(sub)
-					<-w.slots
-				}()
-			default:
+		select {
+		case w.slots <- struct{}{}:
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
 				w.dir(sub)
-			}
+				<-w.slots
+			}()
+		default:
+			w.dir(sub)
 		}
 	}
 }
 
 // smallFile is the backup's chunk.MinSize: a file listed below it is read
-// whole with one read of a byte more than its size.
+// whole with one read of a byte more than its size, in a batch.
 const smallFile = 256 << 10
 
-func readAll(p file, buf []byte) (int64, error) {
-	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Open(p.path, flags|oNoAtime, 0)
+// batchBytes is the backup's ReadBatchBytes.
+const batchBytes = 1 << 20
+
+// fitBatch lowers the batch size to the limit on open files as the backup
+// does: readers share three quarters of it.
+func fitBatch(batch, readers int) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 1
+	}
+	limit := uint64(lim.Cur)
+	spare := max(limit/4, 256)
+	if limit <= spare {
+		return 1
+	}
+	return int(min(max((limit-spare)/uint64(readers), 1), uint64(max(batch, 1))))
+}
+
+const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+func open(path string) (int, error) {
+	fd, err := unix.Open(path, openFlags|oNoAtime, 0)
 	if err == unix.EPERM {
-		fd, err = unix.Open(p.path, flags, 0)
+		fd, err = unix.Open(path, openFlags, 0)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", p.path, err)
+		return -1, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer unix.Close(fd)
+	return fd, nil
+}
+
+// readBatch reads one batch: a single file of any size, or small files of
+// one directory, all opened and advised before the first is read.
+func readBatch(b []file, buf []byte, fds []int) (int64, error) {
+	fds = fds[:0]
+	for _, f := range b {
+		fd, err := open(f.path)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return 0, err
+		}
+		if f.size < smallFile {
+			willNeed(fd, f.size+1)
+		}
+		fds = append(fds, fd)
+	}
+	var n int64
+	var first error
+	for i, f := range b {
+		m, err := readAll(fds[i], f, buf)
+		unix.Close(fds[i])
+		n += m
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return n, first
+}
+
+func readAll(fd int, p file, buf []byte) (int64, error) {
 	var n int64
 	if p.size < smallFile && p.size < int64(len(buf)) {
 		m, err := unix.Read(fd, buf[:p.size+1])

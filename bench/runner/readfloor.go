@@ -15,6 +15,7 @@ import (
 type ReadFloor struct {
 	Readers int        `json:"readers"`
 	Walkers int        `json:"walkers"`
+	Batch   int        `json:"batch,omitempty"` // small files read as one batch
 	Seconds float64    `json:"seconds"` // median
 	Spread  [2]float64 `json:"seconds_spread"`
 	CPU     float64    `json:"cpu_s"` // median user + system
@@ -26,6 +27,7 @@ type ReadFloor struct {
 type readFloorSample struct {
 	seconds, cpu float64
 	bytes, files int64
+	batch        int // as readfloor reports it: lowered to the limit on open files
 }
 
 // readFloorOnce resets the work copy to the pristine corpus (the state the
@@ -35,18 +37,19 @@ func readFloorOnce(ctx context.Context, c *config, m *measurer, src string, roun
 	if err := resetCopy(ctx, c.corpus, src); err != nil {
 		return readFloorSample{}, err
 	}
-	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(agent.Readers), "-walkers", strconv.Itoa(agent.Walkers), src}})
+	op, err := m.timed(ctx, fmt.Sprintf("r%d-readfloor", round), cmdSpec{argv: []string{c.readfloor, "-readers", strconv.Itoa(agent.Readers), "-walkers", strconv.Itoa(agent.Walkers), "-batch", strconv.Itoa(agent.ReadBatch), src}})
 	if err != nil {
 		return readFloorSample{}, err
 	}
 	var out struct {
 		Files int64 `json:"files"`
 		Bytes int64 `json:"bytes"`
+		Batch int   `json:"batch"`
 	}
 	if err := json.Unmarshal(op.stdout, &out); err != nil {
 		return readFloorSample{}, fmt.Errorf("readfloor output: %w", err)
 	}
-	return readFloorSample{seconds: op.seconds, cpu: op.cpu, bytes: out.Bytes, files: out.Files}, nil
+	return readFloorSample{seconds: op.seconds, cpu: op.cpu, bytes: out.Bytes, files: out.Files, batch: out.Batch}, nil
 }
 
 func summariseReadFloor(ss []readFloorSample, readers, walkers int) *ReadFloor {
@@ -59,7 +62,7 @@ func summariseReadFloor(ss []readFloorSample, readers, walkers int) *ReadFloor {
 	}
 	med, lo, hi := stats(secs)
 	cmed, _, _ := stats(cpu)
-	f := &ReadFloor{Readers: readers, Walkers: walkers, Seconds: med, Spread: [2]float64{lo, hi}, CPU: cmed, Bytes: ss[0].bytes, Files: ss[0].files}
+	f := &ReadFloor{Readers: readers, Walkers: walkers, Seconds: med, Spread: [2]float64{lo, hi}, CPU: cmed, Bytes: ss[0].bytes, Files: ss[0].files, Batch: ss[0].batch}
 	if med > 0 {
 		f.MBps = float64(f.Bytes) / 1e6 / med
 	}

@@ -458,10 +458,14 @@ func spliceSection(doc, section string) string {
 }
 
 // readersText is how the read floor read: its readers and, if recorded
-// (results before walkers have none), its walkers.
+// (older results have neither), its walkers and batches of small files.
 func readersText(f *ReadFloor) string {
+	s := fmt.Sprintf("%d readers", f.Readers)
 	if f.Walkers > 0 {
-		return fmt.Sprintf("%d readers and %d walkers", f.Readers, f.Walkers)
+		s += fmt.Sprintf(", %d walkers", f.Walkers)
 	}
-	return fmt.Sprintf("%d readers", f.Readers)
+	if f.Batch > 0 {
+		s += fmt.Sprintf(", small files in batches of up to %d", f.Batch)
+	}
+	return s
 }

@@ -149,13 +149,14 @@ type backup struct {
 	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
 	chunker *chunk.Chunker // the walker's own chunker (standard input)
 
-	reads    chan readJob  // regular files under chunk.MinSize, for the readers
-	bigReads chan readJob  // the others, for one reader per scan slot
-	walkers  chan struct{} // slots for directories listed by goroutines of their own
-	readers  sync.WaitGroup
-	budget   *budget   // bytes read ahead of the workers
-	rbufs    sync.Pool // readers' chunker scan buffers (readerBuffer)
-	cbuf     bufPool   // chunk copies in flight to the workers
+	reads     chan []readJob // batches of regular files under chunk.MinSize, for the readers
+	bigReads  chan readJob   // the others, for one reader per scan slot
+	batchSize int            // the most files in a batch of reads
+	walkers   chan struct{}  // slots for directories listed by goroutines of their own
+	readers   sync.WaitGroup
+	budget    *budget   // bytes read ahead of the workers
+	rbufs     sync.Pool // readers' chunker scan buffers (readerBuffer)
+	cbuf      bufPool   // chunk copies in flight to the workers
 	// scans bounds the files chunked at once (each holds a readerBuffer):
 	// one per CPU, the readers of bigReads, and a small file that grew
 	// since it was listed.
@@ -172,6 +173,58 @@ type readJob struct {
 	path string
 	size int64 // as listed
 	pf   *pendingFile
+}
+
+// ReadBatch is the most files under chunk.MinSize a reader takes at once
+// (fewer where the limit on open files is low: a reader holds its batch
+// open). Small files are read a directory's batch at a time: every file of
+// the batch is opened and the kernel told it will be read
+// (posix_fadvise WILLNEED) before the first is read, so the batch's reads
+// are in flight together, where a reader reading one file at a time waits
+// for each in turn. On the benchmark machine reading the registry cold
+// took 8.4–9.4 s one file at a time (16 readers) and 3.7–4.2 s in batches
+// of 32–128 (bench/readfloor), with 40 % less CPU: a reader blocks once per
+// batch instead of once per file.
+const ReadBatch = 64
+
+// ReadBatchBytes bounds the listed bytes of one batch.
+const ReadBatchBytes = 1 << 20
+
+// readBatch gathers one directory's small files for a reader.
+type readBatch struct {
+	b     *backup
+	jobs  []readJob
+	bytes int64
+}
+
+// add queues j, handing the batch to the readers once it is full.
+func (rb *readBatch) add(j readJob) error {
+	rb.jobs = append(rb.jobs, j)
+	rb.bytes += j.size
+	if len(rb.jobs) >= rb.b.batchSize || rb.bytes >= ReadBatchBytes {
+		return rb.flush()
+	}
+	return nil
+}
+
+// flush hands the files gathered so far to the readers.
+func (rb *readBatch) flush() error {
+	if len(rb.jobs) == 0 {
+		return nil
+	}
+	select {
+	case rb.b.reads <- rb.jobs:
+		rb.jobs, rb.bytes = nil, 0
+		return nil
+	case <-rb.b.ctx.Done():
+		// Nothing reads these now: release their reads.
+		for _, j := range rb.jobs {
+			j.pf.err = context.Cause(rb.b.ctx)
+			j.pf.wg.Done()
+		}
+		rb.jobs, rb.bytes = nil, 0
+		return context.Cause(rb.b.ctx)
+	}
 }
 
 // Readers is the number of files under chunk.MinSize read at once (larger
@@ -333,10 +386,11 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.upwg.Add(1)
 		go b.uploader()
 	}
-	b.reads = make(chan readJob, Readers)
+	b.batchSize = batchSize(Readers)
+	b.reads = make(chan []readJob, Readers)
 	for i := 0; i < Readers; i++ {
 		b.readers.Add(1)
-		go b.reader(b.reads)
+		go b.smallReader()
 	}
 	b.bigReads = make(chan readJob, cap(b.scans))
 	for i := 0; i < cap(b.scans); i++ {
@@ -551,7 +605,11 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	// A root that is a single file has no directory of its own in the cache;
 	// it gets an entry under a key no directory path can take.
 	rootKey := "\x00root\x00" + abs
-	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey))
+	rb := &readBatch{b: b}
+	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey), rb)
+	if err == nil {
+		err = rb.flush()
+	}
 	if err != nil {
 		return tree.Node{}, err
 	}
@@ -637,8 +695,9 @@ func mode(m fs.FileMode) uint32 {
 }
 
 // saveNode starts saving one file system object. It returns nil for objects
-// that are not stored (devices, sockets, pipes), after recording them.
-func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEntry) (*pendingNode, error) {
+// that are not stored (devices, sockets, pipes), after recording them. A
+// regular file under chunk.MinSize joins rb, which the caller flushes.
+func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEntry, rb *readBatch) (*pendingNode, error) {
 	if err := b.ctx.Err(); err != nil {
 		return nil, context.Cause(b.ctx)
 	}
@@ -657,16 +716,18 @@ func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEnt
 		}
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
-		reads := b.reads
-		if fi.size >= chunk.MinSize {
-			reads = b.bigReads
+		pn := &pendingNode{node: n, file: pf, entry: e}
+		j := readJob{path: path, size: fi.size, pf: pf}
+		if fi.size < chunk.MinSize {
+			return pn, rb.add(j)
 		}
 		select {
-		case reads <- readJob{path: path, size: fi.size, pf: pf}:
+		case b.bigReads <- j:
 		case <-b.ctx.Done():
+			pf.wg.Done()
 			return nil, context.Cause(b.ctx)
 		}
-		return &pendingNode{node: n, file: pf, entry: e}, nil
+		return pn, nil
 	case fi.mode.IsDir():
 		n.Type = tree.Dir
 		b.dirs.Add(1)
@@ -752,6 +813,46 @@ func (b *backup) reader(reads <-chan readJob) {
 	}
 }
 
+// smallReader reads batches of files under chunk.MinSize (see ReadBatch).
+func (b *backup) smallReader() {
+	defer b.readers.Done()
+	var open []io.ReadCloser
+	for batch := range b.reads {
+		open = slices.Grow(open[:0], len(batch))[:len(batch)]
+		for i, j := range batch {
+			open[i] = nil
+			if b.ctx.Err() != nil {
+				continue
+			}
+			f, err := openFile(j.path)
+			if err != nil {
+				j.pf.err = fmt.Errorf("read %s: %w", j.path, err)
+				continue
+			}
+			if a, ok := f.(willNeeder); ok {
+				a.willNeed(j.size + 1)
+			}
+			open[i] = f
+		}
+		for i, j := range batch {
+			switch f := open[i]; {
+			case f != nil:
+				j.pf.err = b.readOpen(f, j.path, j.size, j.pf)
+				f.Close()
+				open[i] = nil
+			case j.pf.err == nil:
+				j.pf.err = context.Cause(b.ctx)
+			}
+			j.pf.wg.Done()
+		}
+	}
+}
+
+// willNeeder is a file that can be told how much of it will be read.
+type willNeeder interface {
+	willNeed(n int64)
+}
+
 func (b *backup) readFile(path string, size int64, pf *pendingFile) error {
 	if b.ctx.Err() != nil {
 		return context.Cause(b.ctx)
@@ -761,6 +862,15 @@ func (b *backup) readFile(path string, size int64, pf *pendingFile) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
+	return b.readOpen(f, path, size, pf)
+}
+
+// readOpen reads the open file f, listed with size bytes, and queues its
+// chunks into pf.
+func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile) error {
+	if b.ctx.Err() != nil {
+		return context.Cause(b.ctx)
+	}
 	var r io.Reader = f
 	if size < chunk.MinSize {
 		// A file shorter than the smallest chunk is one chunk whatever the
@@ -1077,16 +1187,27 @@ func (b *backup) listDir(path string, pd *pendingDir) error {
 		return err
 	}
 	old := b.cache.dirEntries(path)
-	children := make([]*pendingNode, 0, len(ents))
-	for _, e := range ents {
-		pn, err := b.saveNode(filepath.Join(path, e.name), e.name, e.st, old)
-		if err != nil {
+	// Files first, then subdirectories, so that the directory's small files
+	// go to the readers in full batches, not cut by each subdirectory the
+	// walker descends into.
+	nodes := make([]*pendingNode, len(ents))
+	rb := &readBatch{b: b}
+	for _, dirs := range []bool{false, true} {
+		for i, e := range ents {
+			if e.st.mode.IsDir() != dirs {
+				continue
+			}
+			pn, err := b.saveNode(filepath.Join(path, e.name), e.name, e.st, old, rb)
+			if err != nil {
+				return err
+			}
+			nodes[i] = pn
+		}
+		if err := rb.flush(); err != nil {
 			return err
 		}
-		if pn != nil {
-			children = append(children, pn)
-		}
 	}
+	children := slices.DeleteFunc(nodes, func(pn *pendingNode) bool { return pn == nil })
 	b.finishers.Add(1)
 	go func() {
 		defer b.finishers.Done()

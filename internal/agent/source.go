@@ -229,3 +229,22 @@ func openRetrying(path string, flags int) (int, error) {
 		}
 	}
 }
+
+// batchSize is how many files a reader may hold open at once when readers
+// of them share the limit on open files with the rest of the process: at
+// most ReadBatch, at least one.
+func batchSize(readers int) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 1
+	}
+	// Keep a quarter of the limit, and at least 256 descriptors, for the
+	// rest: directories being listed, hosts' files and connections, the
+	// cache.
+	limit := uint64(lim.Cur) // int64 on some systems
+	spare := max(limit/4, 256)
+	if limit <= spare {
+		return 1
+	}
+	return int(min(max((limit-spare)/uint64(readers), 1), ReadBatch))
+}

@@ -3,17 +3,20 @@ package agent_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/embassy-project/embassy/internal/agent"
+	"github.com/embassy-project/embassy/internal/chunk"
 )
 
 // TestOpenRegular: the walker's opener reads a regular file exactly, leaves
@@ -171,3 +174,113 @@ func (g ghost) Name() string               { return string(g) }
 func (g ghost) IsDir() bool                { return false }
 func (g ghost) Type() fs.FileMode          { return 0 }
 func (g ghost) Info() (fs.FileInfo, error) { return nil, fs.ErrNotExist }
+
+// TestSmallFilesUnderLowFileLimit: readers hold a batch of small files
+// open at once (so that their reads are in flight together), and size
+// their batches to the limit on open files. Readers slowed down so that all
+// hold a batch at once keep more than one file each open under the usual
+// limit; under a soft limit of 320 descriptors, where 16 readers of 64-file
+// batches would fail with "too many open files", the backup takes fewer at
+// a time and stores every file exactly: directories of files mixed with
+// subdirectories, files of every size class around the small-file limit.
+func TestSmallFilesUnderLowFileLimit(t *testing.T) {
+	// Not parallel: the limit is the process's.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	const lowLimit = 320
+	if lim.Cur < 4*lowLimit {
+		t.Skipf("the soft limit on open files is already %d", lim.Cur)
+	}
+	var mu sync.Mutex
+	var open, most int
+	reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {
+		f, err := agent.OpenRegular(p)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		open++
+		most = max(most, open)
+		mu.Unlock()
+		return &slowFile{f: f, closed: func() { mu.Lock(); open--; mu.Unlock() }}, nil
+	})
+	defer reset()
+
+	for _, limit := range []uint64{lim.Cur, lowLimit} {
+		e := newEnv(t, t.TempDir())
+		src := filepath.Join(e.dir, "src")
+		for d := range 4 {
+			dir := filepath.Join(src, fmt.Sprintf("d%d", d))
+			for s := range 3 {
+				if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("sub%d", s)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 1000 {
+				p := filepath.Join(dir, fmt.Sprintf("%05d.json", i))
+				if i%300 == 7 {
+					p = filepath.Join(dir, fmt.Sprintf("sub%d", i%3), fmt.Sprintf("%05d.json", i))
+				}
+				if err := os.WriteFile(p, fmt.Appendf(nil, `{"company":%d,"dir":%d}`, i, d), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i, size := range []int{0, 1, agent.SmallBlob - 1, agent.SmallBlob, chunk.MinSize - 1, chunk.MinSize, chunk.MinSize + 1} {
+			if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("size%d", i)), randomBytes(size, uint64(i)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		low := lim
+		low.Cur = limit
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		most = 0
+		mu.Unlock()
+		_, err := e.backup(src)
+		if rerr := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err != nil {
+			t.Fatalf("backup under a limit of %d open files: %v", limit, err)
+		}
+		t.Logf("limit %d: at most %d source files open at once", limit, most)
+		if limit == lim.Cur && most <= agent.Readers {
+			t.Errorf("at most %d files open at once; want the %d readers to hold batches of them", most, agent.Readers)
+		}
+		if limit == lowLimit && most > lowLimit/4 {
+			t.Errorf("at most %d files open at once under a limit of %d; want a quarter of it at most", most, limit)
+		}
+		target := filepath.Join(e.dir, "restored")
+		r := e.restore("latest", target)
+		compare(t, src, filepath.Join(target, "src"))
+		if want := uint64(4*1000 + 7); r.Files != want {
+			t.Errorf("restored %d files, want %d", r.Files, want)
+		}
+	}
+}
+
+// slowFile is an open source file whose first read waits a millisecond,
+// as a cold disk's would, so that every reader holds a batch at once.
+type slowFile struct {
+	f      io.ReadCloser
+	waited bool
+	closed func()
+}
+
+func (s *slowFile) Read(p []byte) (int, error) {
+	if !s.waited {
+		s.waited = true
+		time.Sleep(time.Millisecond)
+	}
+	return s.f.Read(p)
+}
+
+func (s *slowFile) Close() error {
+	s.closed()
+	return s.f.Close()
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// willNeed does nothing where posix_fadvise is not available.
+func willNeed(int, int64) {}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package agent
+
+// willNeed does nothing where posix_fadvise is not available: the files of
+// a batch are then read one after another.
+func (f *sourceFile) willNeed(int64) {}
