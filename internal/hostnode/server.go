@@ -432,9 +432,12 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 		t.settle(n, stored)
 		s.metrics.used.WithLabelValues(t.id.String()).Set(float64(t.used.Load()))
 	}()
-	if rt != nil && !until.IsZero() {
+	switch cp, checked := t.store.(checkedPutter); {
+	case rt != nil && !until.IsZero():
 		err = rt.PutRetained(r.Context(), kind, id, data, until)
-	} else {
+	case checked:
+		err = cp.PutChecked(r.Context(), kind, id, data) // sum == id, checked above
+	default:
 		err = t.store.Put(r.Context(), kind, id, data)
 	}
 	if err != nil {

@@ -258,6 +258,22 @@ func (s *Store) Put(ctx context.Context, kind shardstore.Kind, id shardstore.ID,
 	return nil
 }
 
+// PutChecked is Put for a caller that has computed id from data itself and
+// compared it with the address it was asked to store under: a host node
+// computes it in the same pass as the shard's storage-proof outboard
+// (proof.OutboardSum), and hashing it again cost a tenth of the host's CPU.
+// A wrong id stores data under an address it does not hash to, which Get
+// then reports as corrupt.
+func (s *Store) PutChecked(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error {
+	if err := check(ctx, kind); err != nil {
+		return fmt.Errorf("put %s/%s: %w", kind, id, err)
+	}
+	if err := s.put(ctx, kind, id, data); err != nil {
+		return fmt.Errorf("put %s/%s: %w", kind, id, err)
+	}
+	return nil
+}
+
 // PutSum stores data under the address it computes (shardstore.Summer).
 func (s *Store) PutSum(ctx context.Context, kind shardstore.Kind, data []byte) (shardstore.ID, error) {
 	if err := check(ctx, kind); err != nil {

@@ -593,3 +593,36 @@ func BenchmarkGet(b *testing.B) {
 		})
 	}
 }
+
+// TestPutChecked: PutChecked stores without hashing again what its caller
+// has checked; stored under a wrong address by a faulty caller, the object
+// fails closed: Get and Fsck report it corrupt, and nothing is returned
+// for it.
+func TestPutChecked(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	data, id := storetest.Object(4, 70000)
+	if err := s.PutChecked(ctx, shardstore.KindShard, id, data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, shardstore.KindShard, id)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get = %d bytes, %v; want the %d put", len(got), err, len(data))
+	}
+	_, wrong := storetest.Object(5, 1000)
+	if err := s.PutChecked(ctx, shardstore.KindShard, wrong, data[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, shardstore.KindShard, wrong); !errors.Is(err, wire.ErrCorrupt) || got != nil {
+		t.Fatalf("Get of an object put under a wrong address = %d bytes, %v; want ErrCorrupt", len(got), err)
+	}
+	r, err := s.Fsck(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Damaged, []DamagedObject{{shardstore.KindShard, wrong}}) {
+		t.Fatalf("Fsck = %+v, want the wrongly addressed object damaged", r)
+	}
+	if err := s.PutChecked(ctx, shardstore.Kind("nope"), id, data); err == nil {
+		t.Fatal("PutChecked of an unknown kind succeeded")
+	}
+}
