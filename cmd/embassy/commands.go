@@ -246,7 +246,7 @@ func (e *env) backup(args []string) error {
 				p.Files, p.Dirs, humanBytes(p.Bytes), rate, humanBytes(p.NewBytes), humanBytes(p.UploadedBytes))
 		}
 	}
-	restoreProcs := raiseProcs(backupProcs)
+	restoreProcs := raiseProcs(backupProcs())
 	res, err := agent.Backup(e.ctx, h, opts)
 	restoreProcs()
 	if showProgress {

@@ -48,15 +48,19 @@ func usageErr(format string, args ...any) error {
 // (alternated; below 224 the collector runs almost continuously).
 const memoryLimit = 224 << 20
 
-// backupProcs is the least GOMAXPROCS a backup runs with. A goroutine
+// backupProcs is the least GOMAXPROCS a backup runs with: two per CPU the
+// runtime would use (at most one per reader, agent.Readers). A goroutine
 // blocked in a read of a regular file holds its P until the scheduler hands
-// it off, so with two Ps few of the backup's readers overlap; on the
-// benchmark machine (2 CPUs) a cold backup of 116 000 small files took 8.0 s
-// with GOMAXPROCS=2 and 5.0 s with 8. It is one per reader
-// (agent.Readers). CPU-bound pools stay sized to the CPUs. Restore gained
-// nothing from it (2.5–2.7 s either way), so only backup raises it;
+// it off, so with one P per CPU the CPU work waits behind blocked readers;
+// readers block about once per batch of small files (agent.ReadBatch), so
+// a P per reader, as before batches, only adds scheduling. On the benchmark
+// machine (2 CPUs) a cold 1 GB first backup took 7.9–8.2 s with
+// GOMAXPROCS=2, 7.2–7.3 s with 3, 7.0–7.2 s with 4, 7.0–7.1 s with 6,
+// 7.1–7.3 s with 8 and 7.1–7.6 s with 16 (0.6 s more CPU than with 4);
+// incremental and mTLS backups took the same time with 4 as with 16.
+// CPU-bound pools stay sized to the CPUs. Restore does not raise it;
 // GOMAXPROCS in the environment overrides it.
-const backupProcs = agent.Readers
+func backupProcs() int { return min(agent.Readers, 2*runtime.GOMAXPROCS(0)) }
 
 // raiseProcs raises GOMAXPROCS to at least n unless the environment sets it,
 // and returns a function that puts it back.
