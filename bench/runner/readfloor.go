@@ -16,7 +16,7 @@ type ReadFloor struct {
 	Readers int        `json:"readers"`
 	Walkers int        `json:"walkers"`
 	Batch   int        `json:"batch,omitempty"` // small files read as one batch
-	Seconds float64    `json:"seconds"` // median
+	Seconds float64    `json:"seconds"`         // median
 	Spread  [2]float64 `json:"seconds_spread"`
 	CPU     float64    `json:"cpu_s"` // median user + system
 	Bytes   int64      `json:"bytes"`
