@@ -55,8 +55,8 @@ func main() {
 	batch := flag.Int("batch", 64, "most small files read as one batch")
 	drop := flag.Bool("drop", false, "sync and drop the page cache first (needs root)")
 	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] DIR")
+	if flag.NArg() != 1 || *readers < 1 || *walkers < 1 || *batch < 1 {
+		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] DIR (each N at least 1)")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
@@ -86,11 +86,14 @@ func main() {
 			buf := make([]byte, 1<<20)
 			var fds []int
 			for b := range batches {
-				n, err := readBatch(b, buf, fds)
+				var read int
+				var n int64
+				var err error
+				fds, read, n, err = readBatch(b, buf, fds)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 				}
-				files.Add(int64(len(b)))
+				files.Add(int64(read))
 				bytes.Add(n)
 			}
 		}()
@@ -236,8 +239,10 @@ func open(path string) (int, error) {
 }
 
 // readBatch reads one batch: a single file of any size, or small files of
-// one directory, all opened and advised before the first is read.
-func readBatch(b []file, buf []byte, fds []int) (int64, error) {
+// one directory, all opened and advised before the first is read. It
+// returns fds (for reuse), how many files and bytes it read, and the first
+// error.
+func readBatch(b []file, buf []byte, fds []int) ([]int, int, int64, error) {
 	fds = fds[:0]
 	for _, f := range b {
 		fd, err := open(f.path)
@@ -245,7 +250,7 @@ func readBatch(b []file, buf []byte, fds []int) (int64, error) {
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
-			return 0, err
+			return fds, 0, 0, err
 		}
 		if f.size < smallFile {
 			willNeed(fd, f.size+1)
@@ -253,16 +258,19 @@ func readBatch(b []file, buf []byte, fds []int) (int64, error) {
 		fds = append(fds, fd)
 	}
 	var n int64
+	var read int
 	var first error
 	for i, f := range b {
 		m, err := readAll(fds[i], f, buf)
 		unix.Close(fds[i])
 		n += m
-		if err != nil && first == nil {
+		if err == nil {
+			read++
+		} else if first == nil {
 			first = err
 		}
 	}
-	return n, first
+	return fds, read, n, first
 }
 
 func readAll(fd int, p file, buf []byte) (int64, error) {

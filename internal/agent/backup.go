@@ -230,12 +230,13 @@ func (rb *readBatch) flush() error {
 // Readers is the number of batches of files under chunk.MinSize read at
 // once (see ReadBatch; larger files have one reader per scan slot of their
 // own). Reading many small files is bound by system calls and, on a cold
-// cache, by the disk's queue depth. Before files were read in batches: on the benchmark machine reading a registry cold took 15 s with
-// one reader, 5.8 s with four and 3.5 s with eight; once small files shared
-// frames and the workers needed less CPU, a cold 1 GB backup (464 000
-// files) took 18.4 s with eight (GOMAXPROCS 8), 15.9–16.4 s with sixteen
-// (GOMAXPROCS 16) and 16.2 s with 32. With four walkers: 12.2–12.3 s with
-// ten, 11.5–11.7 s with sixteen, 11.0–11.6 s with 24 (alternated).
+// cache, by the disk's queue depth. Before files were read in batches, on
+// the benchmark machine reading a registry cold took 15 s with one reader,
+// 5.8 s with four and 3.5 s with eight; once small files shared frames and
+// the workers needed less CPU, a cold 1 GB backup (464 000 files) took
+// 18.4 s with eight (GOMAXPROCS 8), 15.9–16.4 s with sixteen (GOMAXPROCS
+// 16) and 16.2 s with 32. With four walkers: 12.2–12.3 s with ten,
+// 11.5–11.7 s with sixteen, 11.0–11.6 s with 24 (alternated).
 const Readers = 16
 
 // Walkers is how many directories are listed at once: the walker hands a

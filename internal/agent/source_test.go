@@ -193,6 +193,7 @@ func TestSmallFilesUnderLowFileLimit(t *testing.T) {
 	if lim.Cur < 4*lowLimit {
 		t.Skipf("the soft limit on open files is already %d", lim.Cur)
 	}
+	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) }) // also after a Fatal
 	var mu sync.Mutex
 	var open, most int
 	reset := agent.SetOpenFile(func(p string) (io.ReadCloser, error) {

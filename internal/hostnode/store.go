@@ -36,15 +36,15 @@ type tenant struct {
 	mu       sync.Mutex   // serialises quota reservations
 }
 
-// retainer is a store that enforces retention (S3 Object Lock in
-// compliance mode): objects cannot be deleted or overwritten before their
-// retain-until time, which can be extended but never shortened.
 // checkedPutter is a store that can take data whose address the caller has
 // already computed and checked, without hashing it again (fs.Store).
 type checkedPutter interface {
 	PutChecked(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte) error
 }
 
+// retainer is a store that enforces retention (S3 Object Lock in
+// compliance mode): objects cannot be deleted or overwritten before their
+// retain-until time, which can be extended but never shortened.
 type retainer interface {
 	PutRetained(ctx context.Context, kind shardstore.Kind, id shardstore.ID, data []byte, until time.Time) error
 	Retain(ctx context.Context, kind shardstore.Kind, id shardstore.ID, until time.Time) error

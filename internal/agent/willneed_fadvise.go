@@ -1,3 +1,5 @@
+//go:build linux || freebsd
+
 package agent
 
 import "golang.org/x/sys/unix"
