@@ -225,6 +225,7 @@ func (e *env) backup(args []string) error {
 	name := fs.String("name", "stdin", "file name to record when PATH is -")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "print nothing but errors")
+	keepCache := fs.Bool("keep-cache", false, "leave the files read in the page cache (by default those not cached before are dropped as read)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ func (e *env) backup(args []string) error {
 		return err
 	}
 	hostname, _ := os.Hostname()
-	opts := agent.Options{Dataset: *dataset, Path: fs.Arg(0), Stdin: e.stdin, StdinName: *name, Hostname: hostname}
+	opts := agent.Options{Dataset: *dataset, Path: fs.Arg(0), Stdin: e.stdin, StdinName: *name, Hostname: hostname, KeepCache: *keepCache}
 	showProgress := !*asJSON && !*quiet && e.isTerminal()
 	if showProgress {
 		start := time.Now()

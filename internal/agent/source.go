@@ -188,6 +188,25 @@ func openRegular(path string) (io.ReadCloser, error) {
 type sourceFile struct {
 	fd   int
 	path string
+	// With drop set (see dropBehind), the pages read are dropped from the
+	// page cache: behind the reader every DropBehind bytes, and the rest
+	// on Close. read and dropped are byte offsets.
+	drop          bool
+	read, dropped int64
+}
+
+// DropBehind is how far a backup reads into a file it brought into the
+// page cache before it drops what it has read.
+const DropBehind = 8 << 20
+
+// dropBehind makes f drop the pages it reads from the page cache once read,
+// if none of the file was cached when it was opened: a backup reads a file
+// once, and its pages would otherwise push out what the machine's own work
+// keeps cached. A file that was (even partly) cached is left as it was, as
+// is every file where the kernel cannot say (see uncached). Call it before
+// the first read or read-ahead hint.
+func (f *sourceFile) dropBehind() {
+	f.drop = uncached(f.fd)
 }
 
 func (f *sourceFile) Read(p []byte) (int, error) {
@@ -205,6 +224,12 @@ func (f *sourceFile) Read(p []byte) (int, error) {
 		if n == 0 {
 			return 0, io.EOF
 		}
+		f.read += int64(n)
+		if f.drop && f.read-f.dropped >= DropBehind {
+			end := f.read &^ (DropBehind - 1)
+			dropPages(f.fd, f.dropped, end-f.dropped)
+			f.dropped = end
+		}
 		return n, nil
 	}
 }
@@ -212,6 +237,9 @@ func (f *sourceFile) Read(p []byte) (int, error) {
 func (f *sourceFile) Close() error {
 	if f.fd < 0 {
 		return fs.ErrClosed
+	}
+	if f.drop {
+		dropPages(f.fd, f.dropped, 0)
 	}
 	err := unix.Close(f.fd)
 	f.fd = -1

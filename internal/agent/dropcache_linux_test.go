@@ -1,0 +1,164 @@
+//go:build linux
+
+package agent_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/embassy-project/embassy/internal/agent"
+)
+
+// cachedPages is how many of path's pages are in the page cache.
+func cachedPages(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{}, &st, 0); err != nil {
+		t.Skipf("cachestat: %v (Linux 6.5 or later needed)", err)
+	}
+	return st.Cache
+}
+
+// evict writes path's pages out and drops them from the page cache; the
+// test is skipped where they stay (tmpfs keeps its pages).
+func evict(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if n := cachedPages(t, path); n != 0 {
+		t.Skipf("%s keeps %d pages cached after DONTNEED (tmpfs?)", path, n)
+	}
+}
+
+// TestDropBehind: a backup drops from the page cache the pages of the files
+// it brought in, a large file's as it reads it, and leaves the files that
+// were cached before it started as they were; with KeepCache it drops
+// nothing. What it stores is the same either way.
+func TestDropBehind(t *testing.T) {
+	sizes := map[string]int{
+		"empty":       0,
+		"small.json":  300,
+		"text.txt":    40 << 10,
+		"chunked.bin": 3<<20 + 17,
+		// More than two read-behind steps, so that pages go while it is
+		// still being read, and a tail.
+		"large.bin": 2*agent.DropBehind + 5<<20 + 12345,
+	}
+	for _, keep := range []bool{false, true} {
+		e := newEnv(t, t.TempDir())
+		src := filepath.Join(e.dir, "src")
+		files := map[string][]byte{}
+		var seed uint64
+		for _, d := range []string{"cold", "warm"} {
+			if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, size := range sizes {
+				seed++
+				p := filepath.Join(src, d, name)
+				files[p] = randomBytes(size, seed)
+				if err := os.WriteFile(p, files[p], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				evict(t, p)
+			}
+		}
+		warm := map[string]uint64{}
+		for name := range sizes {
+			p := filepath.Join(src, "warm", name)
+			if _, err := os.ReadFile(p); err != nil {
+				t.Fatal(err)
+			}
+			warm[p] = cachedPages(t, p)
+			if want := uint64(sizes[name]+4095) / 4096; warm[p] < want {
+				t.Fatalf("%s: %d pages cached after reading it, want %d", p, warm[p], want)
+			}
+		}
+
+		if _, err := e.backupOpts(agent.Options{Path: src, KeepCache: keep}); err != nil {
+			t.Fatal(err)
+		}
+
+		for p := range files {
+			n := cachedPages(t, p)
+			switch want, ok := warm[p]; {
+			case ok && n != want:
+				t.Errorf("keep=%v: %s was cached (%d pages) before the backup, %d after", keep, p, want, n)
+			case !ok && !keep && n != 0:
+				t.Errorf("%s: %d pages left cached by the backup that read it", p, n)
+			case !ok && keep && n == 0 && len(files[p]) > 0:
+				t.Errorf("KeepCache: %s's pages were dropped", p)
+			}
+		}
+
+		target := filepath.Join(e.dir, "restored")
+		e.restore("latest", target)
+		for p, want := range files {
+			rel, _ := filepath.Rel(src, p)
+			got, err := os.ReadFile(filepath.Join(target, "src", rel))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("keep=%v: %s restored as %d bytes (%v), want the %d backed up", keep, rel, len(got), err, len(want))
+			}
+		}
+	}
+}
+
+// TestDropBehindWhileReading: a file the reader brought into the page cache
+// loses its pages behind the reader, before it is closed, so that a large
+// file never fills the cache.
+func TestDropBehindWhileReading(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "large")
+	data := randomBytes(3*agent.DropBehind+4096, 5)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evict(t, p)
+	f, err := agent.OpenRegular(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	agent.DropBehindOf(f)
+	buf := make([]byte, 1<<20)
+	var got []byte
+	for len(got) < 2*agent.DropBehind {
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	var st unix.Cachestat_t
+	fd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := unix.Cachestat(uint(fd.Fd()), &unix.CachestatRange{Off: 0, Len: 2 * agent.DropBehind}, &st, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st.Cache != 0 {
+		t.Errorf("%d pages of the first %d bytes still cached after reading %d", st.Cache, 2*agent.DropBehind, len(got))
+	}
+	if !bytes.Equal(got, data[:len(got)]) {
+		t.Error("read other bytes than written")
+	}
+}
