@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 )
 
@@ -14,7 +15,8 @@ import (
 // to $EMBASSY_CPUPROFILE, and to $EMBASSY_HEAPPROFILE a heap profile taken
 // when the live heap (as of the last collection) was largest: for measuring,
 // never in a release build. $EMBASSY_ALLOCPROFILE gets the allocations of
-// the whole command, written as it ends.
+// the whole command, written as it ends, and $EMBASSY_TRACE an execution
+// trace of it (go tool trace).
 func init() {
 	if path := os.Getenv("EMBASSY_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
@@ -26,6 +28,17 @@ func init() {
 		}
 		prev := stopProfile
 		stopProfile = func() { pprof.StopCPUProfile(); f.Close(); prev() }
+	}
+	if path := os.Getenv("EMBASSY_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			panic(err)
+		}
+		if err := trace.Start(f); err != nil {
+			panic(err)
+		}
+		prev := stopProfile
+		stopProfile = func() { trace.Stop(); f.Close(); prev() }
 	}
 	if path := os.Getenv("EMBASSY_HEAPPROFILE"); path != "" {
 		go watchHeap(path)
