@@ -199,6 +199,10 @@ type sourceFile struct {
 // page cache before it drops what it has read.
 const DropBehind = 8 << 20
 
+// Read rounds down to a multiple of DropBehind: a power of two (a
+// compile-time check).
+var _ [DropBehind & (DropBehind - 1)]struct{} = [0]struct{}{}
+
 // dropBehind makes f drop the pages it reads from the page cache once read,
 // if none of the file was cached when it was opened: a backup reads a file
 // once, and its pages would otherwise push out what the machine's own work
