@@ -111,7 +111,7 @@ Usage:
                --custodian NAME=FILE.pub ... --threshold T
                --dataset NAME ... --shares DIR          set up a guest and its datasets
   embassy dataset add --home HOME --shares DIR NAME   add a dataset (new key, new shares)
-  embassy backup --home HOME --dataset NAME [--name N] PATH|-
+  embassy backup --home HOME --dataset NAME [--name N] [--keep-cache] PATH|-
   embassy snapshots --home HOME [--dataset NAME] [--json]
   embassy check --home HOME [--read-data] [--json]
   embassy check --host NAME=DIR ... --identity GUEST.pub [--read-data] [--json]

@@ -178,6 +178,12 @@ type readJob struct {
 	path string
 	size int64 // as listed
 	pf   *pendingFile
+	// drop: the file is on its directory's device, whose file system
+	// keeps its pages where cachestat sees them (dropOK), so the reader
+	// may drop the pages it brings in (sourceFile.dropBehind). A file on
+	// another device (bind-mounted from another file system, or any file
+	// of an overlay, which reports its real file's device) is left alone.
+	drop bool
 }
 
 // ReadBatch is the most files under chunk.MinSize a reader takes at once
@@ -200,6 +206,8 @@ type readBatch struct {
 	b     *backup
 	jobs  []readJob
 	bytes int64
+	drop  bool   // the directory's file system allows dropping (dropOK)
+	dev   uint64 // the directory's device
 }
 
 // add queues j, handing the batch to the readers once it is full.
@@ -605,7 +613,7 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	// A root that is a single file has no directory of its own in the cache;
 	// it gets an entry under a key no directory path can take.
 	rootKey := "\x00root\x00" + abs
-	rb := &readBatch{b: b}
+	rb := &readBatch{b: b, drop: dropOKPath(abs), dev: fi.dev}
 	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey), rb)
 	if err == nil {
 		err = rb.flush()
@@ -717,7 +725,7 @@ func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEnt
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
 		pn := &pendingNode{node: n, file: pf, entry: e}
-		j := readJob{path: path, size: fi.size, pf: pf}
+		j := readJob{path: path, size: fi.size, pf: pf, drop: rb.drop && fi.dev == rb.dev}
 		if fi.size < chunk.MinSize {
 			return pn, rb.add(j)
 		}
@@ -808,7 +816,7 @@ func (b *backup) chunkStream(r io.Reader, what string) (*pendingFile, error) {
 func (b *backup) reader(reads <-chan readJob) {
 	defer b.readers.Done()
 	for j := range reads {
-		j.pf.err = b.readFile(j.path, j.size, j.pf)
+		j.pf.err = b.readFile(j)
 		j.pf.wg.Done()
 	}
 }
@@ -829,7 +837,9 @@ func (b *backup) smallReader() {
 				j.pf.err = fmt.Errorf("read %s: %w", j.path, err)
 				continue
 			}
-			b.dropBehind(f)
+			if j.drop {
+				b.dropBehind(f)
+			}
 			if a, ok := f.(willNeeder); ok {
 				a.willNeed(j.size + 1)
 			}
@@ -868,17 +878,19 @@ type willNeeder interface {
 	willNeed(n int64)
 }
 
-func (b *backup) readFile(path string, size int64, pf *pendingFile) error {
+func (b *backup) readFile(j readJob) error {
 	if b.ctx.Err() != nil {
 		return context.Cause(b.ctx)
 	}
-	f, err := openFile(path)
+	f, err := openFile(j.path)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return fmt.Errorf("read %s: %w", j.path, err)
 	}
 	defer f.Close()
-	b.dropBehind(f)
-	return b.readOpen(f, path, size, pf)
+	if j.drop {
+		b.dropBehind(f)
+	}
+	return b.readOpen(f, j.path, j.size, j.pf)
 }
 
 // readOpen reads the open file f, listed with size bytes, and queues its
@@ -1207,7 +1219,7 @@ func (b *backup) listDir(path string, pd *pendingDir) error {
 	// go to the readers in full batches, not cut by each subdirectory the
 	// walker descends into.
 	nodes := make([]*pendingNode, len(ents))
-	rb := &readBatch{b: b}
+	rb := &readBatch{b: b, drop: d.drop, dev: d.dev}
 	for _, dirs := range []bool{false, true} {
 		for i, e := range ents {
 			if e.st.mode.IsDir() != dirs {

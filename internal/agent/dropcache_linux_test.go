@@ -4,6 +4,7 @@ package agent_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,7 +89,7 @@ func TestDropBehind(t *testing.T) {
 				t.Fatal(err)
 			}
 			warm[p] = cachedPages(t, p)
-			if want := uint64(sizes[name]+4095) / 4096; warm[p] < want {
+			if want := uint64((sizes[name] + os.Getpagesize() - 1) / os.Getpagesize()); warm[p] < want {
 				t.Fatalf("%s: %d pages cached after reading it, want %d", p, warm[p], want)
 			}
 		}
@@ -160,5 +161,97 @@ func TestDropBehindWhileReading(t *testing.T) {
 	}
 	if !bytes.Equal(got, data[:len(got)]) {
 		t.Error("read other bytes than written")
+	}
+}
+
+// TestDropBehindStopsAtTheListedEnd: at close the reader drops what it read
+// and what read-ahead brought in, not pages past the size the file had when
+// it was opened, which someone appending to it has in the cache.
+func TestDropBehindStopsAtTheListedEnd(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	size := 3 * os.Getpagesize()
+	if err := os.WriteFile(p, randomBytes(size, 6), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evict(t, p)
+	f, err := agent.OpenRegular(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.DropBehindOf(f)
+	buf := make([]byte, 2*size)
+	if n, err := f.Read(buf); err != nil || n != size {
+		t.Fatalf("read %d bytes, %v; want %d", n, err, size)
+	}
+	// Appended while the backup has the file open, written out (clean
+	// pages, which DONTNEED would free) and in the appender's cache.
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(randomBytes(2*os.Getpagesize(), 7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	var read, appended unix.Cachestat_t
+	if err := unix.Cachestat(uint(fd.Fd()), &unix.CachestatRange{Off: 0, Len: uint64(size)}, &read, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Cachestat(uint(fd.Fd()), &unix.CachestatRange{Off: uint64(size), Len: 0}, &appended, 0); err != nil {
+		t.Fatal(err)
+	}
+	if read.Cache != 0 || appended.Cache != 2 {
+		t.Errorf("after close: %d pages cached of the %d read (want 0), %d of the 2 appended (want 2)", read.Cache, size/os.Getpagesize(), appended.Cache)
+	}
+}
+
+// TestDropBehindLeavesOverlaysAlone: on an overlay the pages of a file are
+// its real file's, which cachestat on the overlay's file does not see, so a
+// hot file would look cold and be dropped for everyone who shares the
+// layer. A backup of an overlay leaves the page cache alone. Needs root (to
+// mount the overlay).
+func TestDropBehindLeavesOverlaysAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting an overlay needs root")
+	}
+	dir := t.TempDir()
+	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, d := range []string{filepath.Join(lower, "src"), upper, work, merged} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	under := filepath.Join(lower, "src", "hot.bin")
+	if err := os.WriteFile(under, randomBytes(1<<20, 8), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Skipf("mount overlay: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(merged, unix.MNT_DETACH) })
+	evict(t, under)
+	if _, err := os.ReadFile(filepath.Join(merged, "src", "hot.bin")); err != nil {
+		t.Fatal(err)
+	}
+	hot := cachedPages(t, under)
+	if hot == 0 {
+		t.Skip("reading through the overlay cached nothing of the real file")
+	}
+	e := newEnv(t, t.TempDir())
+	e.mustBackup(filepath.Join(merged, "src"))
+	if n := cachedPages(t, under); n != hot {
+		t.Errorf("the real file behind the overlay had %d pages cached before the backup, %d after", hot, n)
 	}
 }

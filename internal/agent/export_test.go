@@ -25,6 +25,6 @@ func SetReadDir(f func(path string, d *os.File) ([]os.DirEntry, error)) (reset f
 // OpenRegular is how the walker opens a regular file.
 var OpenRegular = openRegular
 
-// DropBehindOf has f, opened by OpenRegular,, drop its pages as it is read if
+// DropBehindOf has f, opened by OpenRegular, drop its pages as it is read if
 // none were cached.
 func DropBehindOf(f io.Reader) { f.(*sourceFile).dropBehind() }

@@ -26,6 +26,7 @@ type fileStat struct {
 	mtime    int64 // ns since the epoch
 	ctime    int64 // ns since the epoch
 	ino      uint64
+	dev      uint64
 	uid, gid uint32
 }
 
@@ -60,6 +61,7 @@ func statOf(st *unix.Stat_t) fileStat {
 		mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
 		ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
 		ino:   st.Ino,
+		dev:   uint64(st.Dev),
 		uid:   st.Uid,
 		gid:   st.Gid,
 	}
@@ -86,6 +88,10 @@ type sourceDir struct {
 	f    *os.File
 	fd   int
 	ents []os.DirEntry
+	// drop is whether the directory's file system keeps its files' pages
+	// where cachestat sees them (dropOK); dev is its device.
+	drop bool
+	dev  uint64
 }
 
 // readDir lists an open directory (a variable for tests).
@@ -102,7 +108,12 @@ func openDir(path string) (*sourceDir, error) {
 		return nil, err
 	}
 	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return &sourceDir{path: path, f: f, fd: int(f.Fd()), ents: ents}, nil
+	d := &sourceDir{path: path, f: f, fd: int(f.Fd()), ents: ents}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err == nil {
+		d.drop, d.dev = dropOK(d.fd), uint64(st.Dev)
+	}
+	return d, nil
 }
 
 // lstat stats one entry of the directory by name.
@@ -181,7 +192,7 @@ func openRegular(path string) (io.ReadCloser, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s changed into a %v while being backed up", path, t)
 	}
-	return &sourceFile{fd: fd, path: path}, nil
+	return &sourceFile{fd: fd, path: path, size: st.Size, uid: st.Uid}, nil
 }
 
 // sourceFile is an open regular file read through its descriptor.
@@ -193,24 +204,33 @@ type sourceFile struct {
 	// on Close. read and dropped are byte offsets.
 	drop          bool
 	read, dropped int64
+	size          int64  // at open
+	uid           uint32 // the owner's, at open
 }
 
 // DropBehind is how far a backup reads into a file it brought into the
 // page cache before it drops what it has read.
 const DropBehind = 8 << 20
 
-// Read rounds down to a multiple of DropBehind: a power of two (a
-// compile-time check).
+// Read rounds down to a multiple of DropBehind: a power of two, and at
+// least 64 KiB, a multiple of any page size (compile-time checks).
 var _ [DropBehind & (DropBehind - 1)]struct{} = [0]struct{}{}
+
+const _ uint = DropBehind - 64<<10
+
+// pageSize rounds the end of the range dropped at Close up to a page: the
+// kernel keeps a partial last page unless the range ends at the file's end.
+var pageSize = int64(os.Getpagesize())
 
 // dropBehind makes f drop the pages it reads from the page cache once read,
 // if none of the file was cached when it was opened: a backup reads a file
 // once, and its pages would otherwise push out what the machine's own work
 // keeps cached. A file that was (even partly) cached is left as it was, as
 // is every file where the kernel cannot say (see uncached). Call it before
-// the first read or read-ahead hint.
+// the first read or read-ahead hint, and only for a file on a file system
+// where cachestat sees the pages it reads (see dropOK).
 func (f *sourceFile) dropBehind() {
-	f.drop = uncached(f.fd)
+	f.drop = uncached(f.fd, f.uid)
 }
 
 func (f *sourceFile) Read(p []byte) (int, error) {
@@ -243,7 +263,13 @@ func (f *sourceFile) Close() error {
 		return fs.ErrClosed
 	}
 	if f.drop {
-		dropPages(f.fd, f.dropped, 0)
+		// What was read and what read-ahead brought in up to the listed
+		// end, not to the end of a file someone is appending to (the
+		// kernel would start writing their dirty pages back).
+		end := (max(f.read, f.size) + pageSize - 1) &^ (pageSize - 1)
+		if end > f.dropped {
+			dropPages(f.fd, f.dropped, end-f.dropped)
+		}
 	}
 	err := unix.Close(f.fd)
 	f.fd = -1
