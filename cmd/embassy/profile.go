@@ -3,6 +3,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -18,28 +19,8 @@ import (
 // the whole command, written as it ends, and $EMBASSY_TRACE an execution
 // trace of it (go tool trace).
 func init() {
-	if path := os.Getenv("EMBASSY_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			panic(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			panic(err)
-		}
-		prev := stopProfile
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close(); prev() }
-	}
-	if path := os.Getenv("EMBASSY_TRACE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			panic(err)
-		}
-		if err := trace.Start(f); err != nil {
-			panic(err)
-		}
-		prev := stopProfile
-		stopProfile = func() { trace.Stop(); f.Close(); prev() }
-	}
+	recordTo("EMBASSY_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	recordTo("EMBASSY_TRACE", trace.Start, trace.Stop)
 	if path := os.Getenv("EMBASSY_HEAPPROFILE"); path != "" {
 		go watchHeap(path)
 	}
@@ -53,6 +34,24 @@ func init() {
 			prev()
 		}
 	}
+}
+
+// recordTo starts a recording into the file the environment variable env
+// names, if any, and has stopProfile end it.
+func recordTo(env string, start func(io.Writer) error, stop func()) {
+	path := os.Getenv(env)
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		panic(err)
+	}
+	if err := start(f); err != nil {
+		panic(err)
+	}
+	prev := stopProfile
+	stopProfile = func() { stop(); f.Close(); prev() }
 }
 
 func watchHeap(path string) {

@@ -71,26 +71,24 @@ const (
 // file sees none, so a hot file would look cold; ZFS keeps its own cache;
 // tmpfs's pages are the files.
 func dropOK(fd int) bool {
-	var st unix.Statfs_t
-	err := unix.Fstatfs(fd, &st)
-	for err == unix.EINTR {
-		err = unix.Fstatfs(fd, &st)
-	}
-	return err == nil && dropOKType(int64(st.Type))
+	return dropOKStatfs(func(st *unix.Statfs_t) error { return unix.Fstatfs(fd, st) })
 }
 
 // dropOKPath is dropOK for a path.
 func dropOKPath(path string) bool {
-	var st unix.Statfs_t
-	err := unix.Statfs(path, &st)
-	for err == unix.EINTR {
-		err = unix.Statfs(path, &st)
-	}
-	return err == nil && dropOKType(int64(st.Type))
+	return dropOKStatfs(func(st *unix.Statfs_t) error { return unix.Statfs(path, st) })
 }
 
-func dropOKType(t int64) bool {
-	switch t {
+func dropOKStatfs(statfs func(*unix.Statfs_t) error) bool {
+	var st unix.Statfs_t
+	err := statfs(&st)
+	for err == unix.EINTR {
+		err = statfs(&st)
+	}
+	if err != nil {
+		return false
+	}
+	switch int64(st.Type) {
 	case ext4Magic, xfsMagic, btrfsMagic, f2fsMagic:
 		return true
 	}
