@@ -77,9 +77,9 @@ type Options struct {
 	Progress  func(Progress) // called from another goroutine every ProgressEvery
 	Workers   int            // hash/compress workers; default one per CPU (min of NumCPU and GOMAXPROCS)
 	// KeepCache leaves in the page cache the pages of the files read. By
-	// default a file none of whose pages were cached when it was opened has
-	// them dropped as it is read (Linux 6.5 and later; see
-	// sourceFile.dropBehind); files already cached are never touched.
+	// default the pages a backup brings in are dropped as they are read
+	// (Linux 6.5 and later, on file systems where cachestat sees them; see
+	// sourceFile.dropBehind); what was cached before stays.
 	KeepCache bool
 }
 

@@ -14,24 +14,22 @@ import (
 // leaves the page cache alone, as it did before it could tell.
 var noCachestat atomic.Bool
 
-// cachestatAll is the whole file, for cachestat.
-var cachestatAll unix.CachestatRange
-
-// uncached reports whether none of the pages of the open file, owned by
-// uid, are in the page cache, so that every page the backup reads is one it
-// brought in. It reports false when it cannot tell.
-func uncached(fd int, uid uint32) bool {
+// cachedPages reports how many pages of bytes [off, off+n) of the open file
+// (to its end if n is 0), owned by uid, are in the page cache; ok is false
+// when the kernel cannot say.
+func cachedPages(fd int, off, n int64, uid uint32) (pages uint64, ok bool) {
 	if noCachestat.Load() {
-		return false
+		return 0, false
 	}
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
 	var st unix.Cachestat_t
-	err := unix.Cachestat(uint(fd), &cachestatAll, &st, 0)
+	err := unix.Cachestat(uint(fd), &r, &st, 0)
 	for err == unix.EINTR {
-		err = unix.Cachestat(uint(fd), &cachestatAll, &st, 0)
+		err = unix.Cachestat(uint(fd), &r, &st, 0)
 	}
 	switch {
 	case err == nil:
-		return st.Cache == 0
+		return st.Cache, true
 	case err == unix.ENOSYS:
 		noCachestat.Store(true)
 	case err == unix.EPERM:
@@ -43,7 +41,7 @@ func uncached(fd int, uid uint32) bool {
 			noCachestat.Store(true)
 		}
 	}
-	return false
+	return 0, false
 }
 
 // dropPages tells the kernel that bytes [off, off+n) of the file will not be

@@ -5,6 +5,7 @@ package agent_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -253,5 +254,69 @@ func TestDropBehindLeavesOverlaysAlone(t *testing.T) {
 	e.mustBackup(filepath.Join(merged, "src"))
 	if n := cachedPages(t, under); n != hot {
 		t.Errorf("the real file behind the overlay had %d pages cached before the backup, %d after", hot, n)
+	}
+}
+
+// TestDropBehindPartlyCached: of a large file partly cached when the backup
+// opens it (a database whose hot part the machine keeps cached), the reader
+// drops the DropBehind windows that held none of its pages and leaves the
+// others, so that backing it up does not fill the cache with the rest.
+func TestDropBehindPartlyCached(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "db")
+	size := 3*agent.DropBehind + 12345 // four windows, the last partial
+	if err := os.WriteFile(p, randomBytes(size, 9), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evict(t, p)
+	// The hot part: 64 KiB in the middle of the second window.
+	w, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ReadAt(make([]byte, 64<<10), agent.DropBehind+agent.DropBehind/2); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	window := func(i int) uint64 {
+		fd, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close()
+		var st unix.Cachestat_t
+		if err := unix.Cachestat(uint(fd.Fd()), &unix.CachestatRange{Off: uint64(i * agent.DropBehind), Len: agent.DropBehind}, &st, 0); err != nil {
+			t.Fatal(err)
+		}
+		return st.Cache
+	}
+	hot := window(1)
+	if hot == 0 {
+		t.Skip("reading 64 KiB cached nothing")
+	}
+	for _, i := range []int{0, 2, 3} {
+		if n := window(i); n != 0 {
+			t.Skipf("window %d has %d pages cached after reading only window 1 (read-ahead across windows)", i, n)
+		}
+	}
+
+	f, err := agent.OpenRegular(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.DropBehindOf(f)
+	got, err := io.ReadAll(f)
+	if err != nil || len(got) != size {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, size)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 2, 3} {
+		if n := window(i); n != 0 {
+			t.Errorf("window %d, cold at open: %d pages left cached", i, n)
+		}
+	}
+	if n := window(1); n < hot {
+		t.Errorf("window 1, partly cached at open (%d pages): %d after", hot, n)
 	}
 }

@@ -201,8 +201,12 @@ type sourceFile struct {
 	path string
 	// With drop set (see dropBehind), the pages read are dropped from the
 	// page cache: behind the reader every DropBehind bytes, and the rest
-	// on Close. read and dropped are byte offsets.
+	// on Close; of a file that was partly cached at open, only the
+	// DropBehind windows none of whose pages were (hot holds the others; nil
+	// when the whole file was cold). read and dropped are byte offsets;
+	// dropped is a multiple of DropBehind until Close.
 	drop          bool
+	hot           []uint64
 	read, dropped int64
 	size          int64  // at open
 	uid           uint32 // the owner's, at open
@@ -222,15 +226,73 @@ const _ uint = DropBehind - 64<<10
 // kernel keeps a partial last page unless the range ends at the file's end.
 var pageSize = int64(os.Getpagesize())
 
-// dropBehind makes f drop the pages it reads from the page cache once read,
-// if none of the file was cached when it was opened: a backup reads a file
-// once, and its pages would otherwise push out what the machine's own work
-// keeps cached. A file that was (even partly) cached is left as it was, as
-// is every file where the kernel cannot say (see uncached). Call it before
-// the first read or read-ahead hint, and only for a file on a file system
-// where cachestat sees the pages it reads (see dropOK).
+// dropBehind makes f drop from the page cache, once read, the pages it
+// brings in: a backup reads a file once, and its pages would otherwise push
+// out what the machine's own work keeps cached. Of a file none of whose
+// pages were cached when it was opened, all of them; of a partly cached
+// one, those of the DropBehind windows that held none, so that backing up a
+// large database file whose hot part is cached does not fill the cache with
+// the rest of it. Pages past the size at open are someone else's (an
+// appender's). Nothing is dropped where the kernel cannot say what was
+// cached (see cachedPages). Call it before the first read or read-ahead
+// hint, and only for a file on a file system where cachestat sees the pages
+// it reads (see dropOK).
 func (f *sourceFile) dropBehind() {
-	f.drop = uncached(f.fd, f.uid)
+	n, ok := cachedPages(f.fd, 0, 0, f.uid)
+	if !ok || f.size == 0 {
+		return
+	}
+	if n == 0 {
+		f.drop = true
+		return
+	}
+	windows := (f.size + DropBehind - 1) / DropBehind
+	if windows == 1 {
+		return
+	}
+	hot := make([]uint64, (windows+63)/64)
+	cold := false
+	for w := range windows {
+		n, ok := cachedPages(f.fd, w*DropBehind, DropBehind, f.uid)
+		if !ok {
+			return
+		}
+		if n > 0 {
+			hot[w/64] |= 1 << (w % 64)
+		} else {
+			cold = true
+		}
+	}
+	f.drop, f.hot = cold, hot
+}
+
+// isHot reports whether the DropBehind window w is to be left in the page
+// cache: past the file's size at open, or partly cached then.
+func (f *sourceFile) isHot(w int64) bool {
+	if w*DropBehind >= f.size {
+		return true
+	}
+	return f.hot != nil && f.hot[w/64]&(1<<(w%64)) != 0
+}
+
+// dropTo drops the cold windows' pages from f.dropped up to end, in one
+// call for each run of cold windows.
+func (f *sourceFile) dropTo(end int64) {
+	from := int64(-1) // start of the run of cold windows being gathered
+	for f.dropped < end {
+		next := min((f.dropped/DropBehind+1)*DropBehind, end)
+		switch hot := f.isHot(f.dropped / DropBehind); {
+		case !hot && from < 0:
+			from = f.dropped
+		case hot && from >= 0:
+			dropPages(f.fd, from, f.dropped-from)
+			from = -1
+		}
+		f.dropped = next
+	}
+	if from >= 0 {
+		dropPages(f.fd, from, f.dropped-from)
+	}
 }
 
 func (f *sourceFile) Read(p []byte) (int, error) {
@@ -250,9 +312,7 @@ func (f *sourceFile) Read(p []byte) (int, error) {
 		}
 		f.read += int64(n)
 		if f.drop && f.read-f.dropped >= DropBehind {
-			end := f.read &^ (DropBehind - 1)
-			dropPages(f.fd, f.dropped, end-f.dropped)
-			f.dropped = end
+			f.dropTo(f.read &^ (DropBehind - 1))
 		}
 		return n, nil
 	}
@@ -263,13 +323,12 @@ func (f *sourceFile) Close() error {
 		return fs.ErrClosed
 	}
 	if f.drop {
-		// What was read and what read-ahead brought in up to the listed
-		// end, not to the end of a file someone is appending to (the
-		// kernel would start writing their dirty pages back).
-		end := (max(f.read, f.size) + pageSize - 1) &^ (pageSize - 1)
-		if end > f.dropped {
-			dropPages(f.fd, f.dropped, end-f.dropped)
-		}
+		// What was read and what read-ahead brought in, up to the size
+		// at open (rounded up to a page, so that the last partial one
+		// goes too), not to the end of a file someone is appending to:
+		// those pages are theirs, and the kernel would start writing
+		// them back.
+		f.dropTo((f.size + pageSize - 1) &^ (pageSize - 1))
 	}
 	err := unix.Close(f.fd)
 	f.fd = -1
