@@ -37,6 +37,18 @@ func cachedPages(t *testing.T, path string) uint64 {
 	return cacheStat(t, path, 0, 0).Cache
 }
 
+// coldFile writes size random bytes to a new file name in a new directory
+// and drops its pages from the page cache.
+func coldFile(t *testing.T, name string, size int, seed uint64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, randomBytes(size, seed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evict(t, p)
+	return p
+}
+
 // kept reports whether the pages cached in before are still cached in
 // after, or were reclaimed by the kernel under memory pressure or by
 // proactive reclaim (DAMON), which leaves an eviction record in their place.
@@ -185,12 +197,8 @@ func TestDropBehindWhileReading(t *testing.T) {
 // and what read-ahead brought in, not pages past the size the file had when
 // it was opened, which someone appending to it has in the cache.
 func TestDropBehindStopsAtTheListedEnd(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "log")
 	size := 3 * os.Getpagesize()
-	if err := os.WriteFile(p, randomBytes(size, 6), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	evict(t, p)
+	p := coldFile(t, "log", size, 6)
 	f, err := agent.OpenRegular(p)
 	if err != nil {
 		t.Fatal(err)
@@ -278,12 +286,8 @@ func TestDropBehindLeavesOverlaysAlone(t *testing.T) {
 // drops the DropBehind windows that held none of its pages and leaves the
 // others, so that backing it up does not fill the cache with the rest.
 func TestDropBehindPartlyCached(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "db")
 	size := 3*agent.DropBehind + 12345 // four windows, the last partial
-	if err := os.WriteFile(p, randomBytes(size, 9), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	evict(t, p)
+	p := coldFile(t, "db", size, 9)
 	// The hot part: 64 KiB in the middle of the second window.
 	w, err := os.Open(p)
 	if err != nil {
