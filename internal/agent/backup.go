@@ -178,9 +178,10 @@ type readJob struct {
 	path string
 	size int64 // as listed
 	pf   *pendingFile
-	// drop: the file is on its directory's device, whose file system
-	// keeps its pages where cachestat sees them (dropOK), so the reader
-	// may drop the pages it brings in (sourceFile.dropBehind). A file on
+	// drop: the options allow it and the file is on its directory's
+	// device, whose file system keeps its pages where cachestat sees them
+	// (dropOK), so the reader may drop the pages it brings in
+	// (sourceFile.dropBehind). A file on
 	// another device (bind-mounted from another file system, or any file
 	// of an overlay, which reports its real file's device) is left alone.
 	drop bool
@@ -206,7 +207,7 @@ type readBatch struct {
 	b     *backup
 	jobs  []readJob
 	bytes int64
-	drop  bool   // the directory's file system allows dropping (dropOK)
+	drop  bool   // the options and the directory's file system allow dropping (dropOK)
 	dev   uint64 // the directory's device
 }
 
@@ -613,7 +614,7 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	// A root that is a single file has no directory of its own in the cache;
 	// it gets an entry under a key no directory path can take.
 	rootKey := "\x00root\x00" + abs
-	rb := &readBatch{b: b, drop: dropOKPath(abs), dev: fi.dev}
+	rb := &readBatch{b: b, drop: !b.opts.KeepCache && dropOKPath(abs), dev: fi.dev}
 	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey), rb)
 	if err == nil {
 		err = rb.flush()
@@ -837,9 +838,7 @@ func (b *backup) smallReader() {
 				j.pf.err = fmt.Errorf("read %s: %w", j.path, err)
 				continue
 			}
-			if j.drop {
-				b.dropBehind(f)
-			}
+			dropBehind(f, j)
 			if a, ok := f.(willNeeder); ok {
 				a.willNeed(j.size + 1)
 			}
@@ -865,10 +864,10 @@ type dropBehinder interface {
 	dropBehind()
 }
 
-// dropBehind has the newly opened f drop its pages as it is read, unless
-// the options keep them.
-func (b *backup) dropBehind(f io.Reader) {
-	if d, ok := f.(dropBehinder); ok && !b.opts.KeepCache {
+// dropBehind has the newly opened f of job j drop its pages as it is read,
+// if j may (readJob.drop: neither the options nor its file system forbid it).
+func dropBehind(f io.Reader, j readJob) {
+	if d, ok := f.(dropBehinder); ok && j.drop {
 		d.dropBehind()
 	}
 }
@@ -887,9 +886,7 @@ func (b *backup) readFile(j readJob) error {
 		return fmt.Errorf("read %s: %w", j.path, err)
 	}
 	defer f.Close()
-	if j.drop {
-		b.dropBehind(f)
-	}
+	dropBehind(f, j)
 	return b.readOpen(f, j.path, j.size, j.pf)
 }
 
@@ -1219,7 +1216,7 @@ func (b *backup) listDir(path string, pd *pendingDir) error {
 	// go to the readers in full batches, not cut by each subdirectory the
 	// walker descends into.
 	nodes := make([]*pendingNode, len(ents))
-	rb := &readBatch{b: b, drop: d.drop, dev: d.dev}
+	rb := &readBatch{b: b, drop: !b.opts.KeepCache && d.drop, dev: d.dev}
 	for _, dirs := range []bool{false, true} {
 		for i, e := range ents {
 			if e.st.mode.IsDir() != dirs {
