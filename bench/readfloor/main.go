@@ -9,9 +9,13 @@
 // (posix_fadvise WILLNEED) before its files are read, each with one read of
 // its size and a byte more. With -drop
 // (root only) it first syncs and drops the page cache, as bench/run.sh
-// does before every timed step.
+// does before every timed step. With -drop-behind the readers drop what
+// they read from the page cache as a backup of a cold tree does
+// (posix_fadvise DONTNEED every 8 MiB of a file and at its end): where
+// fresh page-cache pages are dear (a VM whose freed memory goes back to its
+// host) that is the cheaper way to read, and the peer runner measures both.
 //
-//	go run ./bench/readfloor [-readers 16] [-walkers 4] [-batch 64] [-drop] DIR
+//	go run ./bench/readfloor [-readers 16] [-walkers 4] [-batch 64] [-drop] [-drop-behind] DIR
 //
 // It does nothing with the bytes: no chunking, hashing, compression or
 // writing. A backup of the same tree can only be slower.
@@ -54,6 +58,7 @@ func main() {
 	walkers := flag.Int("walkers", 4, "directories listed at once")
 	batch := flag.Int("batch", 64, "most small files read as one batch")
 	drop := flag.Bool("drop", false, "sync and drop the page cache first (needs root)")
+	flag.BoolVar(&dropBehind, "drop-behind", false, "drop each file's pages from the page cache as they are read, as the backup does with a cold cache")
 	flag.Parse()
 	if flag.NArg() != 1 || *readers < 1 || *walkers < 1 || *batch < 1 {
 		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] DIR (each N at least 1)")
@@ -262,6 +267,9 @@ func readBatch(b []file, buf []byte, fds []int) ([]int, int, int64, error) {
 	var first error
 	for i, f := range b {
 		m, err := readAll(fds[i], f, buf)
+		if dropBehind {
+			dontNeed(fds[i], 0, 0)
+		}
 		unix.Close(fds[i])
 		n += m
 		if err == nil {
@@ -301,8 +309,17 @@ func readAll(fd int, p file, buf []byte) (int64, error) {
 			return n, nil
 		}
 		n += int64(m)
+		if dropBehind && n%dropEvery < int64(m) {
+			dontNeed(fd, 0, n-n%dropEvery)
+		}
 	}
 }
+
+// dropBehind has the readers drop pages behind them: every dropEvery bytes
+// of a file and, at its end, the whole file (the backup's agent.DropBehind).
+var dropBehind bool
+
+const dropEvery = 8 << 20
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "readfloor:", err)

@@ -269,7 +269,7 @@ func TestLimitWithReadFloor(t *testing.T) {
 	}
 	r := &Results{CorpusBytes: 1e9, Machine: Machine{CPUs: 2}, Embassy: EmbassyInfo{Hosts: 3, DataShards: 2}, CacheState: "dropped",
 		Runs:      map[string]map[string]float64{"embassy": {"backup_s": 20, "backup1_input_bytes": 1e9, "backup1_sealed_bytes": 5e8}},
-		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16, 4)}
+		ReadFloor: summariseReadFloor([]readFloorSample{{seconds: 9, cpu: 12, bytes: 1e9}, {seconds: 10, cpu: 12, bytes: 1e9}, {seconds: 14, cpu: 13, bytes: 1e9}}, 16, 4, false)}
 	// Stages: 1+1+1 (chunk, hash, zstd) + 0.5 + 0.5 (seal, RS) + 1.5·0.5 (shard hashes) = 4.75 ns a byte.
 	l := limitModel(st, r, r.Runs["embassy"])
 	if math.Abs(l.NsPerInputByte-4.75) > 1e-9 || r.ReadFloor.Seconds != 10 || r.ReadFloor.CPU != 12 {
@@ -287,10 +287,34 @@ func TestLimitWithReadFloor(t *testing.T) {
 		}
 	}
 	// A fast disk: CPU binds.
-	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16, 4)
+	r.ReadFloor = summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16, 4, false)
 	if l := limitModel(st, r, r.Runs["embassy"]); math.Abs(l.BoundS-8.375) > 1e-9 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
 		t.Fatalf("fast disk: %+v", l)
 	}
+	// Both ways measured: the limit takes the one that leaves the most room,
+	// and the markdown names both. Dropping behind: 3.5 s and 6.5 s of CPU,
+	// bound (4.75 + 6.5) / 2 = 5.625 s (medians of two); leaving the pages cached: 2 s but
+	// 12 s of CPU, bound 8.375 s.
+	cached := summariseReadFloor([]readFloorSample{{seconds: 2, cpu: 12, bytes: 1e9}}, 16, 4, false)
+	dropped := summariseReadFloor([]readFloorSample{{seconds: 3, cpu: 6, bytes: 1e9}, {seconds: 4, cpu: 7, bytes: 1e9}}, 16, 4, true)
+	r.ReadFloor, r.ReadFloors = nil, []*ReadFloor{cached, dropped}
+	if l := limitModel(st, r, r.Runs["embassy"]); math.Abs(l.BoundS-5.625) > 1e-9 || r.ReadFloor != dropped {
+		t.Fatalf("two ways: %+v, floor %+v", l, r.ReadFloor)
+	} else {
+		r.Limit = l
+	}
+	md = renderMarkdown(r)
+	for _, want := range []string{"in **3.50 s** (3.00–4.00; 285.7 MB/s), using 6.50 s of CPU, dropping the pages it read", "Leaving the pages it read in the page cache, it takes 2.00 s (2.00–2.00) and 12.00 s of CPU; the limit takes the cheaper way."} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	// A machine where dropping costs more: the cached way is the floor.
+	dropped.CPU = 13
+	if l := limitModel(st, r, r.Runs["embassy"]); math.Abs(l.BoundS-8.375) > 1e-9 || r.ReadFloor != cached {
+		t.Fatalf("dropping dearer: %+v, floor %+v", l, r.ReadFloor)
+	}
+	r.ReadFloors = nil
 	// No read floor measured: no bound, as before.
 	r.ReadFloor = nil
 	if l := limitModel(st, r, r.Runs["embassy"]); l.BoundS != 0 {

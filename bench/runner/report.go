@@ -35,7 +35,8 @@ type Results struct {
 	Tools         []string                         `json:"tools"`
 	Stages        map[string]StageResult           `json:"stage_benchmarks,omitempty"`
 	Limit         *Limit                           `json:"limit,omitempty"`
-	ReadFloor     *ReadFloor                       `json:"read_floor,omitempty"`
+	ReadFloor     *ReadFloor                       `json:"read_floor,omitempty"`  // the one the limit uses
+	ReadFloors    []*ReadFloor                     `json:"read_floors,omitempty"` // each way of reading measured
 	MTLS          *MTLSRatios                      `json:"mtls_vs_local,omitempty"`
 	WallSeconds   float64                          `json:"wall_seconds"`
 }
@@ -333,10 +334,15 @@ func renderMarkdown(r *Results) string {
 			l.NsPerInputByte, l.Cores, l.LimitMBps, l.Expansion, l.Slowest)
 		if f := r.ReadFloor; f != nil && l.BoundS > 0 {
 			fmt.Fprintf(&b, "Reading the files is a stage too, the one the model leaves out: `bench/readfloor` (the same tree, %s like the backup, %s cache, same rounds) "+
-				"reads every file and does nothing with the bytes in **%.2f s** (%.2f–%.2f; %.1f MB/s), using %.2f s of CPU. "+
-				"So a first backup takes at least %.2f s (the read floor) and at least %.2f s (the model's CPU plus the reading's, over %d cores): "+
+				"reads every file and does nothing with the bytes in **%.2f s** (%.2f–%.2f; %.1f MB/s), using %.2f s of CPU, %s.",
+				readersText(f), map[bool]string{true: "cold", false: "warm"}[r.CacheState == "dropped"], f.Seconds, f.Spread[0], f.Spread[1], f.MBps, f.CPU, readWay(f))
+			for _, o := range r.ReadFloors {
+				if o != f && o != nil {
+					fmt.Fprintf(&b, " %s, it takes %.2f s (%.2f–%.2f) and %.2f s of CPU; the limit takes the cheaper way.", upperFirst(readWay(o)), o.Seconds, o.Spread[0], o.Spread[1], o.CPU)
+				}
+			}
+			fmt.Fprintf(&b, " So a first backup takes at least %.2f s (the read floor) and at least %.2f s (the model's CPU plus the reading's, over %d cores): "+
 				"**%.1f MB/s** is the limit here, set by %s.\n\n",
-				readersText(f), map[bool]string{true: "cold", false: "warm"}[r.CacheState == "dropped"], f.Seconds, f.Spread[0], f.Spread[1], f.MBps, f.CPU,
 				l.ReadFloorS, l.CPUBoundS, l.Cores, l.BoundMBps, l.BoundSlowest)
 		}
 		fmt.Fprintf(&b, "embassy's first backup ran at **%.1f MB/s** (corpus bytes ÷ median time, %s cache), **%.0f %% of the %d-core CPU-stage ceiling**",
@@ -455,6 +461,21 @@ func spliceSection(doc, section string) string {
 		doc += "\n"
 	}
 	return doc + block + "\n"
+}
+
+// readWay says whether the read floor dropped the pages it read.
+func readWay(f *ReadFloor) string {
+	if f.DropBehind {
+		return "dropping the pages it read from the page cache as the backup does (`-drop-behind`)"
+	}
+	return "leaving the pages it read in the page cache"
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // readersText is how the read floor read: its readers and, if recorded

@@ -174,9 +174,13 @@ func limitModel(st map[string]StageResult, res *Results, emb map[string]float64)
 	if l.LimitMBps > 0 {
 		l.Fraction = l.MeasuredMBps / l.LimitMBps
 	}
+	stagesCPU := l.NsPerInputByte * float64(res.CorpusBytes) / 1e9
+	if len(res.ReadFloors) > 0 && l.Cores > 0 {
+		res.ReadFloor = cheapestReadFloor(res.ReadFloors, stagesCPU, l.Cores)
+	}
 	if f := res.ReadFloor; f != nil && f.Seconds > 0 && l.Cores > 0 && res.CorpusBytes > 0 {
 		l.ReadFloorS = f.Seconds
-		l.CPUBoundS = (l.NsPerInputByte*float64(res.CorpusBytes)/1e9 + f.CPU) / float64(l.Cores)
+		l.CPUBoundS = (stagesCPU + f.CPU) / float64(l.Cores)
 		l.BoundS, l.BoundSlowest = l.CPUBoundS, "CPU (the stages and the reading together)"
 		if f.Seconds > l.CPUBoundS {
 			l.BoundS, l.BoundSlowest = f.Seconds, "reading the files"
@@ -202,4 +206,22 @@ func incompressibleFraction(res *Results) float64 {
 		return s.Registers["land"].Bytes / s.Bytes
 	}
 	return 0.35
+}
+
+// cheapestReadFloor is the way of reading that leaves a backup the most
+// room: the smallest bound max(its time, (stagesCPU + its CPU) / cores),
+// stagesCPU being the model's CPU for the corpus (0 when not known).
+func cheapestReadFloor(fs []*ReadFloor, stagesCPU float64, cores int) *ReadFloor {
+	var best *ReadFloor
+	var bestBound float64
+	for _, f := range fs {
+		if f == nil || f.Seconds <= 0 {
+			continue
+		}
+		bound := max(f.Seconds, (stagesCPU+f.CPU)/float64(max(cores, 1)))
+		if best == nil || bound < bestBound {
+			best, bestBound = f, bound
+		}
+	}
+	return best
 }
