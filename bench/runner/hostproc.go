@@ -49,10 +49,10 @@ func startHosts(ctx context.Context, bin string, names, dirs, addrs []string, lo
 		cmd.Env = toolEnv(nil)
 		cmd.Stdout, cmd.Stderr = lf, lf
 		// If the runner is interrupted, ask for a graceful stop first; if the
-		// runner dies, the kernel sends SIGTERM.
+		// runner dies, the kernel sends SIGTERM where it can (Linux).
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 30 * time.Second
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		cmd.SysProcAttr = dieWithParent()
 		if err := cmd.Start(); err != nil {
 			lf.Close()
 			hp.kill()

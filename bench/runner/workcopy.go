@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 )
 
@@ -113,9 +112,11 @@ func resetCopy(ctx context.Context, src, dst string) error {
 	return nil
 }
 
+// atime is fi's access time where the platform's Stat_t has one (see
+// atime_*.go), else its modification time.
 func atime(fi fs.FileInfo) time.Time {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(st.Atim.Sec, st.Atim.Nsec)
+	if t, ok := accessTime(fi); ok {
+		return t
 	}
 	return fi.ModTime()
 }
