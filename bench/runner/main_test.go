@@ -291,7 +291,7 @@ func TestLimitWithReadFloor(t *testing.T) {
 	if l := limitModel(st, r, r.Runs["embassy"]); math.Abs(l.BoundS-8.375) > 1e-9 || !strings.HasPrefix(l.BoundSlowest, "CPU") {
 		t.Fatalf("fast disk: %+v", l)
 	}
-	// Both ways measured: the limit takes the one that leaves the most room,
+	// Both ways measured: the limit takes the one that leaves the backup the least room,
 	// and the markdown names both. Dropping behind: 3.5 s and 6.5 s of CPU,
 	// bound (4.75 + 6.5) / 2 = 5.625 s (medians of two); leaving the pages cached: 2 s but
 	// 12 s of CPU, bound 8.375 s.

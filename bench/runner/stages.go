@@ -208,9 +208,10 @@ func incompressibleFraction(res *Results) float64 {
 	return 0.35
 }
 
-// cheapestReadFloor is the way of reading that leaves a backup the most
-// room: the smallest bound max(its time, (stagesCPU + its CPU) / cores),
-// stagesCPU being the model's CPU for the corpus (0 when not known).
+// cheapestReadFloor is the fastest way of reading, the one that leaves a
+// backup the least room: the smallest bound max(its time, (stagesCPU + its
+// CPU) / cores), stagesCPU being the model's CPU for the corpus (0 when not
+// known).
 func cheapestReadFloor(fs []*ReadFloor, stagesCPU float64, cores int) *ReadFloor {
 	var best *ReadFloor
 	var bestBound float64
