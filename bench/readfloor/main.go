@@ -61,7 +61,7 @@ func main() {
 	flag.BoolVar(&dropBehind, "drop-behind", false, "drop each file's pages from the page cache as they are read, as the backup does with a cold cache")
 	flag.Parse()
 	if flag.NArg() != 1 || *readers < 1 || *walkers < 1 || *batch < 1 {
-		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] DIR (each N at least 1)")
+		fmt.Fprintln(os.Stderr, "usage: readfloor [-readers N] [-walkers N] [-batch N] [-drop] [-drop-behind] DIR (each N at least 1)")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
