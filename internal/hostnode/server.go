@@ -328,9 +328,42 @@ func (s *Server) authed(write bool, h handler) http.HandlerFunc {
 			httpError(w, http.StatusForbidden, "only the guest's agent may write")
 			return
 		}
-		h(w, r, p, t)
+		s.mustAnswer(w, r, func(w http.ResponseWriter) { h(w, r, p, t) })
 	}
 }
+
+// mustAnswer runs h and answers 500 if h returned without answering.
+func (s *Server) mustAnswer(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter)) {
+	g := &answerGuard{ResponseWriter: w}
+	h(g)
+	if !g.wrote {
+		s.log.Error("handler returned without an answer", "method", r.Method, "path", r.URL.Path)
+		httpError(w, http.StatusInternalServerError, "no answer; retry")
+	}
+}
+
+// answerGuard records whether a handler answered. A handler that returns
+// without writing would otherwise answer an implicit 200 with no body,
+// which a client reads as success: "stored" for an upload. Unwrap keeps
+// http.ResponseController working through it.
+type answerGuard struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (g *answerGuard) WriteHeader(code int) {
+	if code >= 200 {
+		g.wrote = true
+	}
+	g.ResponseWriter.WriteHeader(code)
+}
+
+func (g *answerGuard) Write(b []byte) (int, error) {
+	g.wrote = true
+	return g.ResponseWriter.Write(b)
+}
+
+func (g *answerGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 func objectParams(r *http.Request) (shardstore.Kind, shardstore.ID, error) {
 	kind := shardstore.Kind(r.PathValue("kind"))
@@ -375,6 +408,10 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 	case s.putSlots <- struct{}{}:
 		defer func() { <-s.putSlots }()
 	case <-r.Context().Done():
+		// Never the implicit 200: a client can still read an answer
+		// written as its connection goes, and must not take it for
+		// "stored".
+		httpError(w, http.StatusServiceUnavailable, "busy; retry")
 		return
 	}
 	// A body must arrive at BodyRate or faster.
@@ -477,6 +514,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, p *access.Pee
 	case s.getSlots <- struct{}{}:
 		defer func() { <-s.getSlots }()
 	case <-r.Context().Done():
+		httpError(w, http.StatusServiceUnavailable, "busy; retry") // not the implicit 200
 		return
 	}
 	data, err := t.store.Get(r.Context(), kind, id)

@@ -214,7 +214,7 @@ func (c *Client) head(ctx context.Context, kind shardstore.Kind, id shardstore.I
 		if err != nil {
 			return false, err
 		}
-		resp, err := c.hc.Do(req)
+		resp, err := c.send(req)
 		if err != nil {
 			return transportError(err)
 		}
@@ -325,7 +325,7 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body []byte, 
 		for k, v := range hdr {
 			req.Header[k] = v
 		}
-		resp, err := c.hc.Do(req)
+		resp, err := c.send(req)
 		if err != nil {
 			return transportError(err)
 		}
@@ -356,6 +356,26 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body []byte, 
 		return false, nil
 	}, int64(len(body)))
 	return out, err
+}
+
+// send sends req and returns the answer only if req's context was still
+// live when it arrived. An HTTP/1.1 transport that abandons a request (the
+// caller cancelled, or the watchdog fired) closes the connection, but it can
+// still read an answer the host wrote on seeing the connection go: a host's
+// handler that returns when its request is cancelled answers 200 with no
+// body. That answer is to a request this client gave up on, not a result: a
+// Put could pass for stored. So an attempt whose context ended before Do
+// returned fails as the cancellation it was.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Context().Err(); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("answer arrived after the request was abandoned: %w", err)
+	}
+	return resp, nil
 }
 
 // retry runs op until it succeeds, fails permanently, or the retries are

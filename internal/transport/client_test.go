@@ -893,3 +893,65 @@ func TestClientCooldown(t *testing.T) {
 		t.Fatalf("after a cancelled request: %v", err)
 	}
 }
+
+// lateAnswer delivers the host's answer only once the request's context has
+// ended: what an HTTP/1.1 transport can hand back when a host writes an
+// answer as the abandoned connection goes.
+type lateAnswer struct{ http.RoundTripper }
+
+func (l lateAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.RoundTripper.RoundTrip(req)
+	if err == nil {
+		<-req.Context().Done()
+	}
+	return resp, err
+}
+
+// An answer that arrives after the client gave up on the request is not a
+// result: a 200 to an abandoned Put must not read as "stored", nor an empty
+// 200 to an abandoned Get as corrupt data.
+func TestClientAnswerAfterAbandon(t *testing.T) {
+	obj := []byte("object")
+	id := shardstore.Sum(obj)
+	s := newHostServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Write(obj) // a good answer, but late
+		}
+		// PUT, HEAD: the implicit 200 of a handler that returned on cancel.
+	}, nil)
+	c := s.client(t)
+	c.hc.Transport = lateAnswer{c.hc.Transport}
+	c.Retries = 2
+	ops := map[string]func(context.Context) error{
+		"get":  func(ctx context.Context) error { _, err := c.Get(ctx, shardstore.KindShard, id); return err },
+		"put":  func(ctx context.Context) error { return c.Put(ctx, shardstore.KindShard, id, obj) },
+		"stat": func(ctx context.Context) error { _, err := c.Stat(ctx, shardstore.KindShard, id); return err },
+	}
+	for name, op := range ops {
+		t.Run(name+" cancelled", func(t *testing.T) {
+			s.requests.Store(0)
+			ctx, cancel := context.WithCancel(testCtx(t))
+			time.AfterFunc(50*time.Millisecond, cancel)
+			err := op(ctx)
+			if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%v, want ErrUnavailable and context.Canceled", err)
+			}
+			if n := s.requests.Load(); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+		t.Run(name+" timed out", func(t *testing.T) {
+			s.requests.Store(0)
+			c.Timeout = 100 * time.Millisecond
+			defer func() { c.Timeout = 5 * time.Second }()
+			err := op(testCtx(t))
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%v, want ErrUnavailable", err)
+			}
+			// A timeout is not retried (TestClientStalledHost).
+			if n := s.requests.Load(); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+}

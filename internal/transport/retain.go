@@ -66,7 +66,7 @@ func (c *Client) Retain(ctx context.Context, objs []Object, until time.Time) err
 			return false, err
 		}
 		req.Header.Set(RetainUntilHeader, until.UTC().Format(time.RFC3339))
-		resp, err := c.hc.Do(req)
+		resp, err := c.send(req)
 		if err != nil {
 			return transportError(err)
 		}
