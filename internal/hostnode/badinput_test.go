@@ -60,6 +60,19 @@ func TestOversizedAndTruncatedUploads(t *testing.T) {
 		}
 	}
 
+	// A body over a handler's own limit (a 1 MiB challenge) is answered 413
+	// and the connection closed, not drained to be reused: the limit
+	// reaches the connection through the handler's answer guard.
+	huge := make([]byte, maxChallengeBytes+64<<10) // less over than the server drains on its own
+	resp, err = hc.Post(h.desc.BaseURL()+"/v1/guests/"+g.id.Guest.String()+"/proof", "application/octet-stream", bytes.NewReader(huge))
+	if err != nil {
+		t.Fatalf("oversized challenge: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Fatalf("oversized challenge: %d, connection close %v; want 413 and close", resp.StatusCode, resp.Close)
+	}
+
 	// A body shorter than its Content-Length, then the connection closes.
 	data := make([]byte, 64<<10)
 	rand.Read(data)

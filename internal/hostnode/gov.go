@@ -569,7 +569,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		return
 	}
-	file, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxOrderBytes))
+	file, err := io.ReadAll(maxBytes(w, r.Body, MaxOrderBytes))
 	if err != nil {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("an order file is at most %d bytes", MaxOrderBytes))
 		return

@@ -79,7 +79,7 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request, p *acces
 		httpError(w, http.StatusNotFound, "no agreement is in force for this guest at this host (the host operator updates the identity with embassy host guest add)")
 		return
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	b, err := io.ReadAll(maxBytes(w, r.Body, 1<<20))
 	if err != nil {
 		httpError(w, http.StatusRequestEntityTooLarge, "identity too large")
 		return

@@ -26,7 +26,7 @@ const challengeWindow = time.Hour
 // answer digests, waits for a checkpoint covering that entry, and returns a
 // receipt: the answer with the signed evidence the host committed to it.
 func (s *Server) handleProof(w http.ResponseWriter, r *http.Request, p *access.Peer, t *tenant) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxChallengeBytes))
+	body, err := io.ReadAll(maxBytes(w, r.Body, maxChallengeBytes))
 	if err != nil {
 		httpError(w, http.StatusRequestEntityTooLarge, "challenge too large or truncated")
 		return

@@ -32,7 +32,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "this host has no KEM key (kem.key); it cannot receive key shares")
 		return
 	}
-	file, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(share.MaxReleaseSize)))
+	file, err := io.ReadAll(maxBytes(w, r.Body, int64(share.MaxReleaseSize)))
 	if err != nil {
 		httpError(w, http.StatusRequestEntityTooLarge, "release file too large")
 		return

@@ -61,7 +61,7 @@ func (s *Server) handleRetain(w http.ResponseWriter, r *http.Request, p *access.
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	body, err := io.ReadAll(maxBytes(w, r.Body, 16<<20))
 	if err != nil {
 		httpError(w, http.StatusRequestEntityTooLarge, "retain list too large or truncated")
 		return

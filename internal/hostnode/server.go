@@ -365,6 +365,21 @@ func (g *answerGuard) Write(b []byte) (int, error) {
 
 func (g *answerGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
+// maxBytes is http.MaxBytesReader on the connection's own writer, under the
+// wrappers (answerGuard, the metrics' statusWriter): only through it does a
+// body over the limit make the server close the connection after its
+// answer, instead of reading on to reuse it.
+func maxBytes(w http.ResponseWriter, body io.ReadCloser, n int64) io.ReadCloser {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	return http.MaxBytesReader(w, body, n)
+}
+
 func objectParams(r *http.Request) (shardstore.Kind, shardstore.ID, error) {
 	kind := shardstore.Kind(r.PathValue("kind"))
 	if err := shardstore.CheckKind(kind); err != nil {
@@ -418,7 +433,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(s.opt.ReadHeaderTimeout + time.Duration(n/s.opt.BodyRate)*time.Second))
 	data := make([]byte, n)
-	if _, err := io.ReadFull(http.MaxBytesReader(w, r.Body, n), data); err != nil {
+	if _, err := io.ReadFull(maxBytes(w, r.Body, n), data); err != nil {
 		s.metrics.refused.WithLabelValues("truncated").Inc()
 		httpError(w, http.StatusBadRequest, "truncated upload: "+err.Error())
 		return
