@@ -62,7 +62,7 @@ func TestOversizedAndTruncatedUploads(t *testing.T) {
 
 	// A body over a handler's own limit (a 1 MiB challenge) is answered 413
 	// and the connection closed, not drained to be reused: the limit
-	// reaches the connection through the handler's answer guard.
+	// reaches the connection through the response wrappers (maxBytes).
 	huge := make([]byte, maxChallengeBytes+64<<10) // less over than the server drains on its own
 	resp, err = hc.Post(h.desc.BaseURL()+"/v1/guests/"+g.id.Guest.String()+"/proof", "application/octet-stream", bytes.NewReader(huge))
 	if err != nil {
