@@ -423,10 +423,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, p *access.Pee
 	case s.putSlots <- struct{}{}:
 		defer func() { <-s.putSlots }()
 	case <-r.Context().Done():
-		// Never the implicit 200: a client can still read an answer
-		// written as its connection goes, and must not take it for
-		// "stored".
-		httpError(w, http.StatusServiceUnavailable, "busy; retry")
+		httpError(w, http.StatusServiceUnavailable, "busy; retry") // not mustAnswer's 500: the host was busy
 		return
 	}
 	// A body must arrive at BodyRate or faster.
@@ -529,7 +526,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, p *access.Pee
 	case s.getSlots <- struct{}{}:
 		defer func() { <-s.getSlots }()
 	case <-r.Context().Done():
-		httpError(w, http.StatusServiceUnavailable, "busy; retry") // not the implicit 200
+		httpError(w, http.StatusServiceUnavailable, "busy; retry") // not mustAnswer's 500: the host was busy
 		return
 	}
 	data, err := t.store.Get(r.Context(), kind, id)
