@@ -1,9 +1,11 @@
 // Command readfloor measures how fast this machine can read a directory
 // tree's files at all: the floor under any backup of it. It walks the tree
-// as the backup does (-walkers directories listed at once, lstat of every
-// entry relative to its open directory) and reads every regular file to its
-// end with -readers goroutines through bare descriptors, without updating
-// access times, then prints the time and throughput as JSON. Files under
+// as the backup does (-walkers directories listed at once; every entry
+// listed as a regular file opened relative to its open directory and stated
+// through its descriptor, every other entry lstat-ed relative to it) and
+// reads every regular file to its end with -readers goroutines through bare
+// descriptors, without updating access times, then prints the time and
+// throughput as JSON. Files under
 // 256 KiB are read as the backup reads them: a directory's in batches of up
 // to -batch files (and 1 MiB), each batch opened and advised to the kernel
 // (posix_fadvise WILLNEED) before its files are read, each with one read of
@@ -103,7 +105,9 @@ func main() {
 			}
 		}()
 	}
-	w := &walker{batches: batches, batch: fitBatch(*batch, *readers), slots: make(chan struct{}, max(*walkers, 1)-1)}
+	// As in the backup, a batch's files are open while a walker gathers
+	// them, while the batch waits for a reader and while a reader reads it.
+	w := &walker{batches: batches, batch: fitBatch(*batch, *walkers+cap(batches)+*readers), slots: make(chan struct{}, max(*walkers, 1)-1)}
 	w.dir(dir)
 	w.wg.Wait()
 	close(batches)
@@ -125,10 +129,12 @@ func main() {
 	fmt.Println(string(out))
 }
 
-// file is a regular file to read and its listed size.
+// file is a regular file to read, its listed size, and its descriptor if
+// the walker opened it (else -1).
 type file struct {
 	path string
 	size int64
+	fd   int
 }
 
 // walker lists directories as the backup's walkers do: a subdirectory gets
@@ -157,24 +163,51 @@ func (w *walker) dir(p string) {
 		return
 	}
 	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	fd := int(d.Fd())
+	dfd := int(d.Fd())
 	sts := make([]unix.Stat_t, len(ents))
+	stop := func(err error) {
+		d.Close()
+		w.errOnce.Do(func() { w.err = err })
+	}
+	// Entries listed as regular files are stated below, as they are
+	// opened; the others now: the lstat a backup makes, relative to the
+	// open directory.
 	for i, e := range ents {
-		// The lstat a backup makes, relative to the open directory.
-		if err := unix.Fstatat(fd, e.Name(), &sts[i], unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			d.Close()
-			w.errOnce.Do(func() { w.err = fmt.Errorf("lstat %s: %w", filepath.Join(p, e.Name()), err) })
+		if e.Type().IsRegular() {
+			continue
+		}
+		if err := unix.Fstatat(dfd, e.Name(), &sts[i], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			stop(fmt.Errorf("lstat %s: %w", filepath.Join(p, e.Name()), err))
 			return
 		}
 	}
-	d.Close()
 	var small []file
 	var smallBytes int64
 	for i, e := range ents {
-		if sts[i].Mode&unix.S_IFMT != unix.S_IFREG {
+		if !e.Type().IsRegular() {
 			continue
 		}
-		f := file{filepath.Join(p, e.Name()), sts[i].Size}
+		// Opened as the backup's walker opens a file it lists, and
+		// stated through the descriptor; lstat-ed if it cannot be.
+		f := file{path: filepath.Join(p, e.Name()), fd: -1}
+		if fd, err := openAt(dfd, e.Name()); err == nil {
+			if err := unix.Fstat(fd, &sts[i]); err != nil {
+				unix.Close(fd)
+				stop(fmt.Errorf("stat %s: %w", f.path, err))
+				return
+			}
+			f.fd = fd
+		} else if err := unix.Fstatat(dfd, e.Name(), &sts[i], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			stop(fmt.Errorf("lstat %s: %w", f.path, err))
+			return
+		}
+		if sts[i].Mode&unix.S_IFMT != unix.S_IFREG {
+			if f.fd >= 0 {
+				unix.Close(f.fd)
+			}
+			continue
+		}
+		f.size = sts[i].Size
 		if f.size >= smallFile {
 			w.batches <- []file{f}
 			continue
@@ -189,6 +222,7 @@ func (w *walker) dir(p string) {
 	if len(small) > 0 {
 		w.batches <- small
 	}
+	d.Close()
 	for i, e := range ents {
 		if sts[i].Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
@@ -232,6 +266,15 @@ func fitBatch(batch, readers int) int {
 
 const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
 
+// openAt opens the entry name of the open directory dirfd as open does.
+func openAt(dirfd int, name string) (int, error) {
+	fd, err := unix.Openat(dirfd, name, openFlags|oNoAtime, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Openat(dirfd, name, openFlags, 0)
+	}
+	return fd, err
+}
+
 func open(path string) (int, error) {
 	fd, err := unix.Open(path, openFlags|oNoAtime, 0)
 	if err == unix.EPERM {
@@ -249,13 +292,21 @@ func open(path string) (int, error) {
 // error.
 func readBatch(b []file, buf []byte, fds []int) ([]int, int, int64, error) {
 	fds = fds[:0]
-	for _, f := range b {
-		fd, err := open(f.path)
-		if err != nil {
-			for _, fd := range fds {
-				unix.Close(fd)
+	for i, f := range b {
+		fd := f.fd
+		if fd < 0 {
+			var err error
+			if fd, err = open(f.path); err != nil {
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+				for _, f := range b[i+1:] {
+					if f.fd >= 0 {
+						unix.Close(f.fd)
+					}
+				}
+				return fds, 0, 0, err
 			}
-			return fds, 0, 0, err
 		}
 		if f.size < smallFile {
 			willNeed(fd, f.size+1)

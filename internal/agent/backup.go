@@ -178,6 +178,9 @@ type readJob struct {
 	path string
 	size int64 // as listed
 	pf   *pendingFile
+	// f is the file, if the walker opened it (sourceDir.openEntry); else
+	// the reader opens path.
+	f *sourceFile
 	// drop: the options allow it and the file is on its directory's
 	// device, whose file system keeps its pages where cachestat sees them
 	// (dropOK), so the reader may drop the pages it brings in
@@ -187,9 +190,18 @@ type readJob struct {
 	drop bool
 }
 
+// close closes the file the walker opened for j, if any, when no reader
+// will read it.
+func (j readJob) close() {
+	if j.f != nil {
+		j.f.Close()
+	}
+}
+
 // ReadBatch is the most files under chunk.MinSize a reader takes at once
-// (fewer where the limit on open files is low: a reader holds its batch
-// open). Small files are read a directory's batch at a time: every file of
+// (fewer where the limit on open files is low: the walker opens a batch's
+// files as it gathers them, and they stay open while the batch waits for a
+// reader and while the reader reads it). Small files are read a directory's batch at a time: every file of
 // the batch is opened and the kernel told it will be read
 // (posix_fadvise WILLNEED) before the first is read, so the batch's reads
 // are in flight together, where a reader reading one file at a time waits
@@ -231,14 +243,21 @@ func (rb *readBatch) flush() error {
 		rb.jobs, rb.bytes = nil, 0
 		return nil
 	case <-rb.b.ctx.Done():
-		// Nothing reads these now: release their reads.
-		for _, j := range rb.jobs {
-			j.pf.err = context.Cause(rb.b.ctx)
-			j.pf.wg.Done()
-		}
-		rb.jobs, rb.bytes = nil, 0
-		return context.Cause(rb.b.ctx)
+		err := context.Cause(rb.b.ctx)
+		rb.abandon(err)
+		return err
 	}
+}
+
+// abandon releases the files gathered and not handed to the readers, which
+// nothing will read now, failing their reads with err.
+func (rb *readBatch) abandon(err error) {
+	for _, j := range rb.jobs {
+		j.close()
+		j.pf.err = err
+		j.pf.wg.Done()
+	}
+	rb.jobs, rb.bytes = nil, 0
 }
 
 // Readers is the number of batches of files under chunk.MinSize read at
@@ -395,8 +414,10 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.upwg.Add(1)
 		go b.uploader()
 	}
-	b.batchSize = batchSize(Readers)
 	b.reads = make(chan []readJob, Readers)
+	// Batches hold their files open while a walker gathers them, while they
+	// wait for a reader and while a reader reads them.
+	b.batchSize = batchSize(Walkers + cap(b.reads) + Readers)
 	for i := 0; i < Readers; i++ {
 		b.readers.Add(1)
 		go b.smallReader()
@@ -615,7 +636,7 @@ func (b *backup) walkRoot() (tree.Node, error) {
 	// it gets an entry under a key no directory path can take.
 	rootKey := "\x00root\x00" + abs
 	rb := &readBatch{b: b, drop: !b.opts.KeepCache && dropOKPath(abs), dev: fi.dev}
-	pn, err := b.saveNode(abs, name, fi, b.cache.dirEntries(rootKey), rb)
+	pn, err := b.saveNode(abs, name, fi, nil, b.cache.dirEntries(rootKey), rb)
 	if err == nil {
 		err = rb.flush()
 	}
@@ -705,9 +726,14 @@ func mode(m fs.FileMode) uint32 {
 
 // saveNode starts saving one file system object. It returns nil for objects
 // that are not stored (devices, sockets, pipes), after recording them. A
-// regular file under chunk.MinSize joins rb, which the caller flushes.
-func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEntry, rb *readBatch) (*pendingNode, error) {
+// regular file under chunk.MinSize joins rb, which the caller flushes. f is
+// the regular file, if the walker opened it; saveNode sees that it is
+// closed.
+func (b *backup) saveNode(path, name string, fi fileStat, f *sourceFile, old map[string]fileEntry, rb *readBatch) (*pendingNode, error) {
 	if err := b.ctx.Err(); err != nil {
+		if f != nil {
+			f.Close()
+		}
 		return nil, context.Cause(b.ctx)
 	}
 	n := tree.Node{Name: name, Mode: mode(fi.mode), MTime: fi.mtime, UID: fi.uid, GID: fi.gid}
@@ -717,6 +743,9 @@ func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEnt
 		b.files.Add(1)
 		e := &fileEntry{Name: name, Ino: fi.ino, Size: uint64(fi.size), MTime: n.MTime, CTime: fi.ctime, Mode: n.Mode, UID: n.UID, GID: n.GID}
 		if o, ok := old[name]; ok && o.Ino == e.Ino && o.Size == e.Size && o.MTime == e.MTime && o.CTime == e.CTime && b.refsKnown(o.Content) {
+			if f != nil {
+				f.Close()
+			}
 			n.Content, n.Size = o.Content, o.Size
 			e.Content = o.Content
 			b.bytes.Add(o.Size)
@@ -726,13 +755,14 @@ func (b *backup) saveNode(path, name string, fi fileStat, old map[string]fileEnt
 		pf := &pendingFile{}
 		pf.wg.Add(1) // the read; the reader releases it
 		pn := &pendingNode{node: n, file: pf, entry: e}
-		j := readJob{path: path, size: fi.size, pf: pf, drop: rb.drop && fi.dev == rb.dev}
+		j := readJob{path: path, size: fi.size, pf: pf, f: f, drop: rb.drop && fi.dev == rb.dev}
 		if fi.size < chunk.MinSize {
 			return pn, rb.add(j)
 		}
 		select {
 		case b.bigReads <- j:
 		case <-b.ctx.Done():
+			j.close()
 			pf.wg.Done()
 			return nil, context.Cause(b.ctx)
 		}
@@ -831,12 +861,16 @@ func (b *backup) smallReader() {
 		for i, j := range batch {
 			open[i] = nil
 			if b.ctx.Err() != nil {
+				j.close()
 				continue
 			}
-			f, err := openFile(j.path)
-			if err != nil {
-				j.pf.err = fmt.Errorf("read %s: %w", j.path, err)
-				continue
+			var f io.ReadCloser = j.f
+			if j.f == nil {
+				var err error
+				if f, err = openFile(j.path); err != nil {
+					j.pf.err = fmt.Errorf("read %s: %w", j.path, err)
+					continue
+				}
 			}
 			dropBehind(f, j)
 			if a, ok := f.(willNeeder); ok {
@@ -879,11 +913,15 @@ type willNeeder interface {
 
 func (b *backup) readFile(j readJob) error {
 	if b.ctx.Err() != nil {
+		j.close()
 		return context.Cause(b.ctx)
 	}
-	f, err := openFile(j.path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", j.path, err)
+	var f io.ReadCloser = j.f
+	if j.f == nil {
+		var err error
+		if f, err = openFile(j.path); err != nil {
+			return fmt.Errorf("read %s: %w", j.path, err)
+		}
 	}
 	defer f.Close()
 	dropBehind(f, j)
@@ -1196,33 +1234,74 @@ func (b *backup) saveDir(path string, pd *pendingDir) {
 	}
 }
 
-func (b *backup) listDir(path string, pd *pendingDir) error {
+func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 	d, err := openDir(path)
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", path, err)
 	}
-	// Every entry is stated before any is saved, so that the directory is
-	// closed before the walk descends: a deep tree holds no descriptor per
-	// level.
-	ents, err := d.statAll()
-	if cerr := d.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("read directory %s: %w", path, cerr)
+	closed := false
+	closeDir := func() error {
+		if closed {
+			return nil
+		}
+		closed = true
+		if err := d.Close(); err != nil {
+			return fmt.Errorf("read directory %s: %w", path, err)
+		}
+		return nil
 	}
+	defer closeDir()
+	old := b.cache.dirEntries(path)
+	// Entries are stated before any is saved; regular files the cache does
+	// not know (all of a first backup's) are not: the walker opens them
+	// below, relative to the directory, and stats them through the
+	// descriptor (openEntry). A file the cache knows is stated without
+	// being opened, so that an unchanged one is not opened at all.
+	ents, err := d.statAll(func(name string) bool {
+		_, known := old[name]
+		return openOnListing && !known
+	})
 	if err != nil {
 		return err
 	}
-	old := b.cache.dirEntries(path)
 	// Files first, then subdirectories, so that the directory's small files
 	// go to the readers in full batches, not cut by each subdirectory the
-	// walker descends into.
+	// walker descends into. The directory is closed before the walk
+	// descends: a deep tree holds no descriptor per level.
 	nodes := make([]*pendingNode, len(ents))
 	rb := &readBatch{b: b, drop: !b.opts.KeepCache && d.drop, dev: d.dev}
+	defer func() {
+		if rerr != nil {
+			rb.abandon(rerr)
+		}
+	}()
 	for _, dirs := range []bool{false, true} {
-		for i, e := range ents {
+		if dirs {
+			if err := closeDir(); err != nil {
+				return err
+			}
+		}
+		for i := range ents {
+			e := &ents[i]
 			if e.st.mode.IsDir() != dirs {
 				continue
 			}
-			pn, err := b.saveNode(filepath.Join(path, e.name), e.name, e.st, old, rb)
+			var f *sourceFile
+			if e.open {
+				var err error
+				f, e.st, err = d.openEntry(e.name)
+				e.open = false
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // removed since the listing
+				}
+				if err != nil {
+					return fmt.Errorf("stat %s: %w", joinPath(path, e.name), err)
+				}
+				if e.st.mode.IsDir() {
+					continue // a directory now: the second pass saves it
+				}
+			}
+			pn, err := b.saveNode(joinPath(path, e.name), e.name, e.st, f, old, rb)
 			if err != nil {
 				return err
 			}

@@ -5,12 +5,12 @@ import (
 	"os"
 )
 
-// SetOpenFile makes the walker open regular files with f until the returned
-// function is called. Tests that use it must not run backups in parallel.
+// SetOpenFile makes the readers open regular files with f, by path, until
+// the returned function is called (the walker then opens none itself). Tests that use it must not run backups in parallel.
 func SetOpenFile(f func(path string) (io.ReadCloser, error)) (reset func()) {
-	old := openFile
-	openFile = f
-	return func() { openFile = old }
+	old, oldOn := openFile, openOnListing
+	openFile, openOnListing = f, false
+	return func() { openFile, openOnListing = old, oldOn }
 }
 
 // SetReadDir makes the walkers list the open directory d with f(d.Name(), d)

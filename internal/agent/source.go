@@ -129,33 +129,95 @@ func (d *sourceDir) lstat(name string) (fileStat, error) {
 	return statOf(&st), nil
 }
 
-// sourceEntry is a listed entry and its lstat.
+// sourceEntry is a listed entry and its lstat. An entry listed as a regular
+// file that the walker is to open (sourceDir.statAll's open) has no lstat yet:
+// open is set and st says only that it is regular, until openEntry.
 type sourceEntry struct {
 	name string
 	st   fileStat
+	open bool
 }
 
 // statAll stats every entry, in name order, leaving out those removed since
-// the listing.
-func (d *sourceDir) statAll() ([]sourceEntry, error) {
+// the listing. Those listed as regular files for which open(name) is true
+// are not stated: the walker opens them (openEntry) and stats them through
+// the descriptor, one system call fewer a file.
+func (d *sourceDir) statAll(open func(name string) bool) ([]sourceEntry, error) {
 	out := make([]sourceEntry, 0, len(d.ents))
 	for _, e := range d.ents {
+		if e.Type().IsRegular() && open(e.Name()) {
+			out = append(out, sourceEntry{name: e.Name(), open: true})
+			continue
+		}
 		st, err := d.lstat(e.Name())
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", filepath.Join(d.path, e.Name()), err)
+			return nil, fmt.Errorf("stat %s: %w", joinPath(d.path, e.Name()), err)
 		}
 		out = append(out, sourceEntry{name: e.Name(), st: st})
 	}
 	return out, nil
 }
 
+// openEntry opens the entry name, listed as a regular file, for reading as
+// openRegular does (without blocking, following a symlink or updating its
+// access time), relative to the open directory, and stats it through the
+// descriptor. An entry that is no longer a regular file by then is closed
+// again and its stat returned with a nil file, so that the walker takes it
+// for what it is now, as if it had changed before the listing. One that
+// cannot be opened (gone, now a symlink, unreadable, or out of descriptors)
+// is lstat-ed instead, also with a nil file: a reader opens a regular one
+// later by its path, and fails on it as it would have; a gone one gives
+// lstat's fs.ErrNotExist.
+func (d *sourceDir) openEntry(name string) (*sourceFile, fileStat, error) {
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := openatRetrying(d.fd, name, flags|oNoAtime)
+	if err == unix.EPERM {
+		fd, err = openatRetrying(d.fd, name, flags)
+	}
+	if err != nil {
+		st, err := d.lstat(name)
+		return nil, st, err
+	}
+	var s unix.Stat_t
+	err = unix.Fstat(fd, &s)
+	for err == unix.EINTR {
+		err = unix.Fstat(fd, &s)
+	}
+	path := joinPath(d.path, name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fileStat{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	st := statOf(&s)
+	if !st.mode.IsRegular() {
+		unix.Close(fd)
+		return nil, st, nil
+	}
+	return &sourceFile{fd: fd, path: path, size: s.Size, uid: s.Uid}, st, nil
+}
+
+// joinPath is filepath.Join(dir, name) for a clean dir and a name from a
+// directory listing (no separator, not "." or ".."), without Join's
+// cleaning pass: the walker makes one per entry.
+func joinPath(dir, name string) string {
+	if strings.HasSuffix(dir, string(filepath.Separator)) {
+		return dir + name
+	}
+	return dir + string(filepath.Separator) + name
+}
+
 func (d *sourceDir) Close() error { return d.f.Close() }
 
 // openFile opens a regular file for reading; tests replace it to inject faults.
 var openFile = openRegular
+
+// openOnListing is whether the walker opens the regular files it lists
+// (sourceDir.openEntry) instead of stating them for a reader to open
+// through openFile; tests that replace openFile turn it off.
+var openOnListing = true
 
 // openRegular opens path for reading and makes sure it is still a regular
 // file:
@@ -347,10 +409,19 @@ func openRetrying(path string, flags int) (int, error) {
 	}
 }
 
-// batchSize is how many files a reader may hold open at once when readers
-// of them share the limit on open files with the rest of the process: at
-// most ReadBatch, at least one.
-func batchSize(readers int) int {
+func openatRetrying(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// batchSize is how many files a batch may hold open when holders of that
+// many batches at once share the limit on open files with the rest of the
+// process: at most ReadBatch, at least one.
+func batchSize(holders int) int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return 1
@@ -363,5 +434,5 @@ func batchSize(readers int) int {
 	if limit <= spare {
 		return 1
 	}
-	return int(min(max((limit-spare)/uint64(readers), 1), ReadBatch))
+	return int(min(max((limit-spare)/uint64(holders), 1), ReadBatch))
 }

@@ -2,15 +2,18 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -289,4 +292,136 @@ func (s *slowFile) Read(p []byte) (int, error) {
 func (s *slowFile) Close() error {
 	s.closed()
 	return s.f.Close()
+}
+
+// TestEntryChangedAfterListing: the walker opens the files it lists as
+// regular relative to their directory and stats them through the
+// descriptor, so an entry that changes between the listing and the open is
+// taken for what it is at the open, and the backup goes on: a file swapped
+// for a symlink to a secret is stored as that symlink (the secret is not
+// read), one swapped for a FIFO is skipped without blocking, one swapped
+// for a directory is backed up as the directory, a removed one is left
+// out; the rest is stored exactly.
+func TestEntryChangedAfterListing(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	src := filepath.Join(e.dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.json", "link.json", "fifo.json", "dir.json", "gone.json", "z.json"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(`{"name":"`+name+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), randomBytes(700<<10, 11), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(e.dir, "secret")
+	if err := os.WriteFile(secret, []byte("not for the backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Lstat(src)
+	must(err)
+	reset := agent.SetReadDir(func(p string, d *os.File) ([]os.DirEntry, error) {
+		ents, err := d.ReadDir(-1)
+		if err != nil || p != src {
+			return ents, err
+		}
+		link, fifo, dir := filepath.Join(src, "link.json"), filepath.Join(src, "fifo.json"), filepath.Join(src, "dir.json")
+		must(os.Remove(link))
+		must(os.Symlink(secret, link))
+		must(os.Remove(fifo))
+		must(syscall.Mkfifo(fifo, 0o644))
+		must(os.Remove(dir))
+		must(os.Mkdir(dir, 0o755))
+		must(os.WriteFile(filepath.Join(dir, "inner.json"), []byte(`{"inner":true}`), 0o644))
+		must(os.Remove(filepath.Join(src, "gone.json")))
+		// The directory's mtime as listed, so that the restored tree
+		// compares equal.
+		must(os.Chtimes(src, st.ModTime(), st.ModTime()))
+		return ents, nil
+	})
+	r, err := e.backup(src)
+	reset()
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	fifo := filepath.Join(src, "fifo.json")
+	if !slices.Equal(r.Skipped, []string{fifo}) {
+		t.Errorf("skipped %q, want the FIFO %q", r.Skipped, fifo)
+	}
+	if r.Files != 4 || r.Dirs != 2 || r.Symlinks != 1 {
+		t.Errorf("%d files, %d dirs, %d symlinks; want 4 (a, z, big, dir.json/inner), 2, 1", r.Files, r.Dirs, r.Symlinks)
+	}
+	must(os.Remove(fifo))
+	must(os.Chtimes(src, st.ModTime(), st.ModTime()))
+	target := filepath.Join(e.dir, "restored")
+	e.restore("latest", target)
+	compare(t, src, filepath.Join(target, "src"))
+	if got, err := os.Readlink(filepath.Join(target, "src", "link.json")); err != nil || got != secret {
+		t.Errorf("restored link.json: %q, %v; want a symlink to %s", got, err, secret)
+	}
+}
+
+// TestCancelWhileWalkerHoldsFiles: the walker opens the files it lists
+// and hands them to the readers in batches; a backup cancelled while
+// batches are gathered, queued and read closes every one of those files
+// and leaves no goroutine behind.
+func TestCancelWhileWalkerHoldsFiles(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	src := filepath.Join(e.dir, "src")
+	for d := range 40 {
+		dir := filepath.Join(src, fmt.Sprintf("d%02d", d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range 150 {
+			doc := fmt.Sprintf("{\"company\": %d, \"dir\": %d}\n", f, d)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d.json", f)), []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("cannot count open files: %v", err)
+		}
+		return len(ents)
+	}
+	stop := errors.New("operator pressed ^C")
+	for _, at := range []int64{2, 15, 35} {
+		fds, goroutines := openFDs(), runtime.NumGoroutine()
+		ctx, cancel := context.WithCancelCause(context.Background())
+		var listed atomic.Int64
+		reset := agent.SetReadDir(func(p string, d *os.File) ([]os.DirEntry, error) {
+			if listed.Add(1) == at {
+				cancel(stop)
+			}
+			return d.ReadDir(-1)
+		})
+		_, err := agent.Backup(ctx, e.home, agent.Options{Dataset: dataset, Hostname: "test", Path: src})
+		reset()
+		cancel(nil)
+		if !errors.Is(err, stop) {
+			t.Fatalf("cancelled at listing %d: %v; want the cancellation's cause", at, err)
+		}
+		waitGoroutines(t, goroutines, "a cancelled backup")
+		if n := openFDs(); n > fds {
+			t.Fatalf("cancelled at listing %d: %d files open, %d before", at, n, fds)
+		}
+	}
+	if got := e.envelopes(); !slices.Equal(got, []int{0, 0, 0}) {
+		t.Fatalf("cancelled backups published envelopes %v", got)
+	}
+	r := e.mustBackup(src)
+	if r.Files != 40*150 {
+		t.Fatalf("backup after the cancelled ones: %d files", r.Files)
+	}
 }
