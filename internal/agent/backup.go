@@ -137,9 +137,12 @@ type backup struct {
 
 	mu       sync.Mutex
 	inflight map[chunk.ID]*blobState
-	used     map[[16]byte]struct{}
 	newPacks map[[16]byte]snapshot.PackRef
-	skipped  []string
+	// used holds the packs the snapshot references; marked once a blob,
+	// under a lock of its own so as not to wait on the claims of b.mu.
+	usedMu  sync.Mutex
+	used    map[[16]byte]struct{}
+	skipped []string
 
 	// packBufs holds the data pack buffers no pack is using: one per
 	// uploader and one for the pack being filled, nil until first used. A
@@ -816,11 +819,11 @@ func (b *backup) refsKnown(refs []tree.Ref) bool {
 }
 
 func (b *backup) markUsed(refs ...tree.Ref) {
-	b.mu.Lock()
+	b.usedMu.Lock()
 	for _, r := range refs {
 		b.used[r.Pack] = struct{}{}
 	}
-	b.mu.Unlock()
+	b.usedMu.Unlock()
 }
 
 // chunkStream cuts the standard input into chunks with the walker's chunker.
@@ -1104,13 +1107,13 @@ func (b *backup) finish(st *blobState, ref tree.Ref, err error) {
 // claim returns the state of blob id if this backup is already storing it,
 // or makes one the caller must finish (owner true). A blob the cache knows
 // is reported by known and ref.
+//
+// The cache is asked first, without the lock: a blob this backup stores
+// enters the cache's filter only when recorded, so for one still in flight
+// the filter almost always answers no at once; then one look-up and one
+// insert in the in-flight map under the lock, instead of a look-up on
+// either side of the cache's.
 func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, known bool) {
-	b.mu.Lock()
-	st, ok := b.inflight[id]
-	b.mu.Unlock()
-	if ok {
-		return st, false, tree.Ref{}, false
-	}
 	if ref, ok := b.cache.chunk(id); ok {
 		return nil, false, ref, true
 	}
@@ -1129,23 +1132,28 @@ func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, kn
 // the blob has its place in a pack, perhaps after storeData returns; raw is
 // not kept.
 func (b *backup) storeData(j *chunkJob, id chunk.ID, raw []byte, f *frame) {
-	st, owner, ref, known := b.claim(id)
-	if known {
+	// claim's steps, with j joining the blob's waiters under the same lock.
+	if ref, ok := b.cache.chunk(id); ok {
 		b.complete(j, ref, nil)
 		return
 	}
 	b.mu.Lock()
-	if !st.finished {
+	st, ok := b.inflight[id]
+	switch {
+	case !ok:
+		// This worker stores it; j waits for it as a duplicate would.
+		st = &blobState{waiters: []*chunkJob{j}}
+		b.inflight[id] = st
+		b.mu.Unlock()
+		b.packData(st, id, raw, f)
+	case !st.finished:
 		st.waiters = append(st.waiters, j)
 		b.mu.Unlock()
-		if owner {
-			b.packData(st, id, raw, f)
-		}
-		return
+	default:
+		ref, err := st.ref, st.err
+		b.mu.Unlock()
+		b.complete(j, ref, err)
 	}
-	ref, err := st.ref, st.err
-	b.mu.Unlock()
-	b.complete(j, ref, err)
 }
 
 func (b *backup) packData(st *blobState, id chunk.ID, raw []byte, f *frame) {
@@ -1571,13 +1579,17 @@ func (b *backup) recordPack(ref *snapshot.PackRef, entries []pack.Entry, all boo
 	if err := b.cache.addPacks(b.unrecorded); err != nil {
 		return fmt.Errorf("update cache: %w", err)
 	}
-	b.mu.Lock()
+	// A few thousand at a time: the workers' claims wait on this lock,
+	// and a batch is 64 Ki blobs or more.
 	for _, p := range b.unrecorded {
-		for _, e := range p.entries {
-			delete(b.inflight, e.ID)
+		for es := range slices.Chunk(p.entries, 4096) {
+			b.mu.Lock()
+			for _, e := range es {
+				delete(b.inflight, e.ID)
+			}
+			b.mu.Unlock()
 		}
 	}
-	b.mu.Unlock()
 	b.unrecorded, b.unrecordedBlobs = nil, 0
 	return nil
 }
