@@ -204,9 +204,10 @@ func (j readJob) close() {
 // ReadBatch is the most files under chunk.MinSize a reader takes at once
 // (fewer where the limit on open files is low: the walker opens a batch's
 // files as it gathers them, and they stay open while the batch waits for a
-// reader and while the reader reads it). Small files are read a directory's batch at a time: every file of
-// the batch is opened and the kernel told it will be read
-// (posix_fadvise WILLNEED) before the first is read, so the batch's reads
+// reader and while the reader reads it). Small files are read a
+// directory's batch at a time: every file of the batch is open and the
+// kernel told it will be read (posix_fadvise WILLNEED) before the first is
+// read, so the batch's reads
 // are in flight together, where a reader reading one file at a time waits
 // for each in turn. On the benchmark machine reading the registry cold
 // took 8.4–9.4 s one file at a time (16 readers) and 3.7–4.2 s in batches
