@@ -1133,28 +1133,23 @@ func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, kn
 // the blob has its place in a pack, perhaps after storeData returns; raw is
 // not kept.
 func (b *backup) storeData(j *chunkJob, id chunk.ID, raw []byte, f *frame) {
-	// claim's steps, with j joining the blob's waiters under the same lock.
-	if ref, ok := b.cache.chunk(id); ok {
+	st, owner, ref, known := b.claim(id)
+	if known {
 		b.complete(j, ref, nil)
 		return
 	}
 	b.mu.Lock()
-	st, ok := b.inflight[id]
-	switch {
-	case !ok:
-		// This worker stores it; j waits for it as a duplicate would.
-		st = &blobState{waiters: []*chunkJob{j}}
-		b.inflight[id] = st
-		b.mu.Unlock()
-		b.packData(st, id, raw, f)
-	case !st.finished:
+	if !st.finished {
 		st.waiters = append(st.waiters, j)
 		b.mu.Unlock()
-	default:
-		ref, err := st.ref, st.err
-		b.mu.Unlock()
-		b.complete(j, ref, err)
+		if owner {
+			b.packData(st, id, raw, f)
+		}
+		return
 	}
+	ref, err := st.ref, st.err
+	b.mu.Unlock()
+	b.complete(j, ref, err)
 }
 
 func (b *backup) packData(st *blobState, id chunk.ID, raw []byte, f *frame) {
