@@ -266,24 +266,15 @@ func fitBatch(batch, readers int) int {
 
 const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
 
-// openAt opens the entry name of the open directory dirfd as open does.
+// openAt opens the entry name of the open directory dirfd (or a path, with
+// unix.AT_FDCWD) as the backup does: without blocking, following a final
+// symlink or, where allowed, updating its access time.
 func openAt(dirfd int, name string) (int, error) {
 	fd, err := unix.Openat(dirfd, name, openFlags|oNoAtime, 0)
 	if err == unix.EPERM {
 		fd, err = unix.Openat(dirfd, name, openFlags, 0)
 	}
 	return fd, err
-}
-
-func open(path string) (int, error) {
-	fd, err := unix.Open(path, openFlags|oNoAtime, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Open(path, openFlags, 0)
-	}
-	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", path, err)
-	}
-	return fd, nil
 }
 
 // readBatch reads one batch: a single file of any size, or small files of
@@ -296,7 +287,8 @@ func readBatch(b []file, buf []byte, fds []int) ([]int, int, int64, error) {
 		fd := f.fd
 		if fd < 0 {
 			var err error
-			if fd, err = open(f.path); err != nil {
+			if fd, err = openAt(unix.AT_FDCWD, f.path); err != nil {
+				err = fmt.Errorf("open %s: %w", f.path, err)
 				for _, fd := range fds {
 					unix.Close(fd)
 				}

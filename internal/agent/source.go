@@ -172,24 +172,15 @@ func (d *sourceDir) statAll(open func(name string) bool) ([]sourceEntry, error) 
 // later by its path, and fails on it as it would have; a gone one gives
 // lstat's fs.ErrNotExist.
 func (d *sourceDir) openEntry(name string) (*sourceFile, fileStat, error) {
-	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := openatRetrying(d.fd, name, flags|oNoAtime)
-	if err == unix.EPERM {
-		fd, err = openatRetrying(d.fd, name, flags)
-	}
+	fd, err := openSource(d.fd, name)
 	if err != nil {
 		st, err := d.lstat(name)
 		return nil, st, err
 	}
-	var s unix.Stat_t
-	err = unix.Fstat(fd, &s)
-	for err == unix.EINTR {
-		err = unix.Fstat(fd, &s)
-	}
 	path := joinPath(d.path, name)
+	s, err := fstatSource(fd, path)
 	if err != nil {
-		unix.Close(fd)
-		return nil, fileStat{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, fileStat{}, err
 	}
 	st := statOf(&s)
 	if !st.mode.IsRegular() {
@@ -229,26 +220,16 @@ var openOnListing = true
 //   - without updating its access time where the caller may ask that (the
 //     file's owner, or root): a backup does not change what it backs up.
 func openRegular(path string) (io.ReadCloser, error) {
-	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := openRetrying(path, flags|oNoAtime)
-	if err == unix.EPERM {
-		// O_NOATIME is refused on others' files to those without CAP_FOWNER.
-		fd, err = openRetrying(path, flags)
-	}
+	fd, err := openSource(unix.AT_FDCWD, path)
 	if err == unix.ELOOP {
 		return nil, fmt.Errorf("%s changed into a symlink while being backed up", path)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	var st unix.Stat_t
-	err = unix.Fstat(fd, &st)
-	for err == unix.EINTR {
-		err = unix.Fstat(fd, &st)
-	}
+	st, err := fstatSource(fd, path)
 	if err != nil {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, err
 	}
 	if t := statOf(&st).mode.Type(); t != 0 {
 		unix.Close(fd)
@@ -400,13 +381,17 @@ func (f *sourceFile) Close() error {
 	return nil
 }
 
-func openRetrying(path string, flags int) (int, error) {
-	for {
-		fd, err := unix.Open(path, flags, 0)
-		if err != unix.EINTR {
-			return fd, err
-		}
+// openSource opens name, relative to the directory dirfd (or to the
+// working directory with unix.AT_FDCWD), for reading as the walker and the
+// readers open the files they back up (see openRegular).
+func openSource(dirfd int, name string) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := openatRetrying(dirfd, name, flags|oNoAtime)
+	if err == unix.EPERM {
+		// O_NOATIME is refused on others' files to those without CAP_FOWNER.
+		fd, err = openatRetrying(dirfd, name, flags)
 	}
+	return fd, err
 }
 
 func openatRetrying(dirfd int, name string, flags int) (int, error) {
@@ -416,6 +401,20 @@ func openatRetrying(dirfd int, name string, flags int) (int, error) {
 			return fd, err
 		}
 	}
+}
+
+// fstatSource stats the open file fd of path, closing it on failure.
+func fstatSource(fd int, path string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstat(fd, &st)
+	for err == unix.EINTR {
+		err = unix.Fstat(fd, &st)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return st, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return st, nil
 }
 
 // batchSize is how many files a batch may hold open when holders of that
