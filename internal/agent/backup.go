@@ -225,11 +225,18 @@ type readBatch struct {
 	bytes int64
 	drop  bool   // the options and the directory's file system allow dropping (dropOK)
 	dev   uint64 // the directory's device
+	left  int    // files of the directory not yet added, as listed (a capacity hint)
 }
 
 // add queues j, handing the batch to the readers once it is full.
 func (rb *readBatch) add(j readJob) error {
+	if rb.jobs == nil {
+		// Sized once per batch (the readers take the slice): as many as
+		// the directory has files left, up to a full batch.
+		rb.jobs = make([]readJob, 0, min(max(rb.left, 1), rb.b.batchSize))
+	}
 	rb.jobs = append(rb.jobs, j)
+	rb.left--
 	rb.bytes += j.size
 	if len(rb.jobs) >= rb.b.batchSize || rb.bytes >= ReadBatchBytes {
 		return rb.flush()
@@ -401,6 +408,7 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 	}
 	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
 	b.rbufs.New = func() any { s := make([]byte, readerBuffer); return &s }
+	b.cbuf.keep = ReadAhead // as many free as in flight: see bufPool
 	b.scans = make(chan struct{}, max(2, runtime.NumCPU()))
 	b.data = &packer{b: b, typ: pack.BlobData}
 	b.trees = &packer{b: b, typ: pack.BlobTree}
@@ -1274,6 +1282,11 @@ func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 	// descends: a deep tree holds no descriptor per level.
 	nodes := make([]*pendingNode, len(ents))
 	rb := &readBatch{b: b, drop: !b.opts.KeepCache && d.drop, dev: d.dev}
+	for i := range ents {
+		if !ents[i].st.mode.IsDir() {
+			rb.left++
+		}
+	}
 	defer func() {
 		if rerr != nil {
 			rb.abandon(rerr)
@@ -1305,7 +1318,13 @@ func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 					continue // a directory now: the second pass saves it
 				}
 			}
-			pn, err := b.saveNode(joinPath(path, e.name), e.name, e.st, f, old, rb)
+			var p string
+			if f != nil {
+				p = f.path // openEntry joined it
+			} else {
+				p = joinPath(path, e.name)
+			}
+			pn, err := b.saveNode(p, e.name, e.st, f, old, rb)
 			if err != nil {
 				return err
 			}
@@ -1321,7 +1340,13 @@ func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 		defer b.finishers.Done()
 		defer close(pd.done)
 		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
-		var entries []fileEntry
+		files := 0
+		for _, c := range children {
+			if c.entry != nil {
+				files++
+			}
+		}
+		entries := make([]fileEntry, 0, files)
 		for _, c := range children {
 			// Wait for every child even after a failure, so nothing is left
 			// running when the backup returns.

@@ -1,6 +1,9 @@
 package agent
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 // TestBufClass: every size up to 8 MiB gets a class at least as large and
 // at most 25 % (or 256 bytes) larger; classes grow with the size and a
@@ -60,5 +63,67 @@ func TestBufPool(t *testing.T) {
 	p.put(nil)
 	if d := p.get(1000); cap(*d) != 1024 {
 		t.Fatalf("an odd-sized buffer came back from the pool: cap %d", cap(*d))
+	}
+}
+
+// TestBufPoolKept: buffers of keptMin bytes or more outlive a collection
+// (a sync.Pool's would not), a request takes a free buffer of its class or
+// of the next three (at most twice its size) and never a larger one, the
+// free lists never hold more than keep bytes, and with keep 0 nothing is
+// kept.
+func TestBufPoolKept(t *testing.T) {
+	p := bufPool{keep: 4 << 20}
+	a := p.get(1 << 20)
+	addr := &(*a)[0]
+	p.put(a)
+	runtime.GC()
+	runtime.GC()
+	if b := p.get(1 << 20); &(*b)[0] != addr {
+		t.Fatal("a 1 MiB buffer put back did not survive two collections")
+	} else {
+		p.put(b)
+	}
+	// 700 KiB is in the 768 KiB class, two below 1 MiB's: the free 1 MiB
+	// buffer will do.
+	if b := p.get(700 << 10); len(*b) != 700<<10 || &(*b)[0] != addr {
+		t.Fatalf("get(700 KiB) did not take the free 1 MiB buffer: len %d cap %d", len(*b), cap(*b))
+	} else {
+		p.put(b)
+	}
+	// 400 KiB is in the 448 KiB class, five below 1 MiB's: a buffer of its
+	// own.
+	if b := p.get(400 << 10); cap(*b) >= 1<<20 {
+		t.Fatalf("get(400 KiB) took a buffer of %d bytes", cap(*b))
+	}
+	if p.kept != 1<<20 {
+		t.Fatalf("kept %d bytes, want the one free 1 MiB buffer", p.kept)
+	}
+
+	// Put back more than keep: the free lists stop at keep.
+	var bufs []*[]byte
+	for range 10 {
+		bufs = append(bufs, p.get(1<<20))
+	}
+	for _, b := range bufs {
+		p.put(b)
+	}
+	if p.kept > p.keep || p.kept < p.keep-(1<<20) {
+		t.Fatalf("kept %d bytes with keep %d", p.kept, p.keep)
+	}
+	n := 0
+	for _, l := range p.free {
+		for _, b := range l {
+			n += cap(*b)
+		}
+	}
+	if n != p.kept {
+		t.Fatalf("free lists hold %d bytes, kept says %d", n, p.kept)
+	}
+
+	var none bufPool
+	b := none.get(1 << 20)
+	none.put(b)
+	if none.kept != 0 {
+		t.Fatalf("keep 0 kept %d bytes", none.kept)
 	}
 }
