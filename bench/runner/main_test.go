@@ -321,3 +321,66 @@ func TestLimitWithReadFloor(t *testing.T) {
 		t.Fatalf("bound without a read floor: %+v", l)
 	}
 }
+
+// TestLimitPairedRounds: each round's backup is judged against the limit
+// from that round's stage benchmarks and read floor; the median of those
+// fractions is reported beside the one from medians, and the stage table
+// takes each benchmark's median over the rounds.
+func TestLimitPairedRounds(t *testing.T) {
+	names := []string{"Chunker/random", "Chunker/text", "HasherSum/1024KiB", "Compress/random/1MiB", "Compress/text/1MiB", "Seal/16384KiB", "Encode/2-of-3/16MiB"}
+	round := func(mbps float64) map[string]StageResult {
+		st := map[string]StageResult{}
+		for _, n := range names {
+			st[n] = StageResult{Name: n, MBps: mbps, NsPerOp: 1e6 / mbps}
+		}
+		return st
+	}
+	// 4.75 ns a byte at 1000 MB/s (see TestLimitWithReadFloor); a round
+	// at 500 MB/s is twice as slow: 9.5 ns.
+	rounds := []map[string]StageResult{round(1000), round(500), round(1000)}
+	med := medianStages(rounds)
+	if med["Compress/text/1MiB"].MBps != 1000 || med["Seal/16384KiB"].NsPerOp != 1000 {
+		t.Fatalf("medians %+v", med)
+	}
+	r := &Results{CorpusBytes: 1e9, Machine: Machine{CPUs: 2}, Embassy: EmbassyInfo{Hosts: 3, DataShards: 2}, CacheState: "dropped",
+		Runs:        map[string]map[string]float64{"embassy": {"backup_s": 10, "backup1_input_bytes": 1e9, "backup1_sealed_bytes": 5e8}},
+		Samples:     map[string]sampleSet{"embassy": {"backup_s": {10, 12, 8}}},
+		StageRounds: rounds}
+	floor := [2][]readFloorSample{
+		{{seconds: 2, cpu: 12, bytes: 1e9}, {seconds: 2, cpu: 12, bytes: 1e9}, {seconds: 2, cpu: 12, bytes: 1e9}},
+		{{seconds: 3, cpu: 5.25, bytes: 1e9}, {seconds: 3, cpu: 6.5, bytes: 1e9}, {seconds: 3, cpu: 3.25, bytes: 1e9}},
+	}
+	l := limitModel(med, r, r.Runs["embassy"])
+	l.pairRounds(rounds, floor, r, r.Runs["embassy"])
+	// Round 1: (4.75 + 5.25) / 2 = 5 s against 10 s; round 2: (9.5 + 6.5) / 2
+	// = 8 s against 12 s; round 3: (4.75 + 3.25) / 2 = 4 s against 8 s.
+	want := []float64{0.5, 8.0 / 12, 0.5}
+	if len(l.Rounds) != 3 {
+		t.Fatalf("rounds %+v", l.Rounds)
+	}
+	for i, x := range l.Rounds {
+		if math.Abs(x.Fraction-want[i]) > 1e-9 || x.Round != i+1 {
+			t.Errorf("round %d: %+v, want fraction %.4f", i+1, x, want[i])
+		}
+	}
+	if l.Paired != 0.5 || l.PairedSpread != [2]float64{0.5, 8.0 / 12} {
+		t.Fatalf("paired %.4f (%v)", l.Paired, l.PairedSpread)
+	}
+	if l.Rounds[1].StagesS != 9.5 || l.Rounds[1].FloorCPU != 6.5 {
+		t.Fatalf("round 2: %+v", l.Rounds[1])
+	}
+	// A round without its backup is left out.
+	l2 := limitModel(med, r, r.Runs["embassy"])
+	r.Samples["embassy"]["backup_s"] = []float64{10}
+	l2.pairRounds(rounds, floor, r, r.Runs["embassy"])
+	if len(l2.Rounds) != 1 || l2.Paired != 0.5 {
+		t.Fatalf("one backup: %+v", l2.Rounds)
+	}
+	r.Limit = l
+	md := renderMarkdown(r)
+	for _, want := range []string{"run in each of the 3 rounds just before embassy's first backup", "**50.0 %** (median; 50.0–66.7 %; round 1: limit 5.00 s (stages 4.75 s and reading 5.25 s of CPU), backup 10.00 s, 50.0 %"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+}

@@ -33,7 +33,8 @@ type Results struct {
 	Command       string                           `json:"command"`
 	Rounds        int                              `json:"rounds"`
 	Tools         []string                         `json:"tools"`
-	Stages        map[string]StageResult           `json:"stage_benchmarks,omitempty"`
+	Stages        map[string]StageResult           `json:"stage_benchmarks,omitempty"` // each benchmark's median over StageRounds
+	StageRounds   []map[string]StageResult         `json:"stage_benchmarks_rounds,omitempty"`
 	Limit         *Limit                           `json:"limit,omitempty"`
 	ReadFloor     *ReadFloor                       `json:"read_floor,omitempty"`  // the one the limit uses
 	ReadFloors    []*ReadFloor                     `json:"read_floors,omitempty"` // each way of reading measured
@@ -317,7 +318,11 @@ func renderMarkdown(r *Results) string {
 	r.mtlsSection(&b)
 	if l := r.Limit; l != nil {
 		b.WriteString("\n### How close embassy is to this machine's limit\n\n")
-		fmt.Fprintf(&b, "Stage throughputs from the `testing.B` benchmarks on one core (`go test -run '^$' -bench … -cpu 1`). ")
+		fmt.Fprintf(&b, "Stage throughputs from the `testing.B` benchmarks on one core (`go test -run '^$' -bench … -cpu 1`)")
+		if n := len(r.StageRounds); n > 1 {
+			fmt.Fprintf(&b, ", run in each of the %d rounds just before embassy's first backup (with the read floor below); each benchmark's median over the rounds", n)
+		}
+		b.WriteString(". ")
 		fmt.Fprintf(&b, "Per input byte of a first backup, each stage handles the bytes in the third column: every byte is chunked, hashed and compressed; "+
 			"the sealed bytes (%.3f of the input here: zstd output plus pack overhead, measured from embassy's own first backup) are sealed and Reed–Solomon coded; "+
 			"the %.2f×-expanded shards are BLAKE3-hashed once (each host's store computes the address as it writes). "+
@@ -351,6 +356,14 @@ func renderMarkdown(r *Results) string {
 			fmt.Fprintf(&b, " and **%.0f %% of the limit with reading** (%s)", 100*l.FractionOfBound, l.BoundSlowest)
 		}
 		b.WriteString(".")
+		if len(l.Rounds) > 0 {
+			var rs []string
+			for _, x := range l.Rounds {
+				rs = append(rs, fmt.Sprintf("round %d: limit %.2f s (stages %.2f s and reading %.2f s of CPU), backup %.2f s, %.1f %%", x.Round, x.BoundS, x.StagesS, x.FloorCPU, x.BackupS, 100*x.Fraction))
+			}
+			fmt.Fprintf(&b, " Round by round, each first backup against the limit from the stage benchmarks and read floor measured just before it: **%.1f %%** (median; %.1f–%.1f %%; %s).",
+				100*l.Paired, 100*l.PairedSpread[0], 100*l.PairedSpread[1], strings.Join(rs, "; "))
+		}
 		if e := r.Runs["embassy"]; e["backup1_cpu_s"] > 0 && e["backup_s"] > 0 {
 			fmt.Fprintf(&b, " It used %.2f s of CPU (user + system) in %.2f s of wall time, %.0f %% of the %d cores; the model's stages account for %.2f s of one core.",
 				e["backup1_cpu_s"], e["backup_s"], 100*e["backup1_cpu_s"]/e["backup_s"]/float64(l.Cores), l.Cores, l.NsPerInputByte*float64(r.CorpusBytes)/1e9)

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/embassy-project/embassy/internal/agent"
 )
 
 // stageBench is one package's stage benchmarks.
@@ -100,6 +103,86 @@ type Limit struct {
 	BoundMBps       float64 `json:"bound_mb_per_s,omitempty"`
 	BoundSlowest    string  `json:"bound_slowest,omitempty"`
 	FractionOfBound float64 `json:"fraction_of_bound,omitempty"`
+
+	// Rounds pairs each round's first backup with the limit from that
+	// round's stage benchmarks and read floor, measured just before it;
+	// Paired is the median of their fractions, PairedSpread the lowest
+	// and highest. Medians taken apart (FractionOfBound) can come from
+	// different moments of a machine whose speed drifts.
+	Rounds       []RoundLimit `json:"rounds,omitempty"`
+	Paired       float64      `json:"fraction_of_bound_paired,omitempty"`
+	PairedSpread [2]float64   `json:"fraction_of_bound_paired_spread,omitempty"`
+}
+
+// RoundLimit is one round's limit and first backup.
+type RoundLimit struct {
+	Round    int     `json:"round"`
+	StagesS  float64 `json:"stages_cpu_s"` // the model's CPU for the corpus, one core
+	FloorCPU float64 `json:"read_floor_cpu_s"`
+	BoundS   float64 `json:"bound_s"`
+	BackupS  float64 `json:"backup_s"`
+	Fraction float64 `json:"fraction_of_bound"`
+}
+
+// medianStages is each benchmark's median speed over the rounds.
+func medianStages(rounds []map[string]StageResult) map[string]StageResult {
+	out := map[string]StageResult{}
+	names := map[string]bool{}
+	for _, st := range rounds {
+		for name := range st {
+			names[name] = true
+		}
+	}
+	for name := range names {
+		var mbps, ns []float64
+		var r StageResult
+		for _, st := range rounds {
+			if v, ok := st[name]; ok {
+				r = v
+				mbps, ns = append(mbps, v.MBps), append(ns, v.NsPerOp)
+			}
+		}
+		r.MBps, _, _ = stats(mbps)
+		r.NsPerOp, _, _ = stats(ns)
+		out[name] = r
+	}
+	return out
+}
+
+// pairRounds fills l.Rounds and l.Paired: round i's limit from
+// stageRounds[i] and floor[.][i] (both ways of reading, the cheaper taken,
+// as for the medians) against embassy's first backup in round i. Rounds
+// missing any of these are left out.
+func (l *Limit) pairRounds(stageRounds []map[string]StageResult, floor [2][]readFloorSample, res *Results, emb map[string]float64) {
+	backups := res.Samples["embassy"]["backup_s"]
+	var fr []float64
+	for i, st := range stageRounds {
+		if i >= len(backups) || backups[i] <= 0 {
+			break
+		}
+		rr := *res
+		rr.ReadFloors, rr.ReadFloor = nil, nil
+		for way, ss := range floor {
+			if i < len(ss) {
+				rr.ReadFloors = append(rr.ReadFloors, summariseReadFloor(ss[i:i+1], agent.Readers, agent.Walkers, way == 1))
+			}
+		}
+		e := maps.Clone(emb)
+		e["backup_s"] = backups[i]
+		rl := limitModel(st, &rr, e)
+		if rl.BoundS <= 0 {
+			continue
+		}
+		r := RoundLimit{Round: i + 1, StagesS: rl.NsPerInputByte * float64(res.CorpusBytes) / 1e9, BoundS: rl.BoundS, BackupS: backups[i], Fraction: rl.FractionOfBound}
+		if rr.ReadFloor != nil {
+			r.FloorCPU = rr.ReadFloor.CPU
+		}
+		l.Rounds = append(l.Rounds, r)
+		fr = append(fr, r.Fraction)
+	}
+	if len(fr) > 0 {
+		l.Paired, l.PairedSpread[0], l.PairedSpread[1] = stats(fr)
+	}
 }
 
 // limitModel computes the ceiling: each stage's single-core time per input
