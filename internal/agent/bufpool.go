@@ -67,8 +67,8 @@ func (p *bufPool) get(n int) *[]byte {
 		return &b
 	}
 	if idx >= keptClass {
-		// A buffer of the next class up will do too (at most 50 %
-		// larger than n): chunk sizes spread over several classes.
+		// A free buffer up to three classes larger will do too (less
+		// than twice n): chunk sizes spread over several classes.
 		p.mu.Lock()
 		for c := idx; c <= idx+3 && c < poolClasses; c++ {
 			if l := len(p.free[c]); l > 0 {
