@@ -114,12 +114,26 @@ func TestDropBehind(t *testing.T) {
 		warm := map[string]unix.Cachestat_t{}
 		for name := range sizes {
 			p := filepath.Join(src, "warm", name)
-			if _, err := os.ReadFile(p); err != nil {
-				t.Fatal(err)
+			// Under memory pressure (other test binaries running beside
+			// this one) reclaim can take a few pages between the read and
+			// the count: read again. The check below compares with what
+			// was cached, counting evictions, so a few missing pages
+			// change nothing; most of the file must be cached for it to
+			// be warm at all.
+			want := uint64((sizes[name] + os.Getpagesize() - 1) / os.Getpagesize())
+			for range 5 {
+				if _, err := os.ReadFile(p); err != nil {
+					t.Fatal(err)
+				}
+				if warm[p] = cacheStat(t, p, 0, 0); warm[p].Cache >= want {
+					break
+				}
 			}
-			warm[p] = cacheStat(t, p, 0, 0)
-			if want := uint64((sizes[name] + os.Getpagesize() - 1) / os.Getpagesize()); warm[p].Cache < want {
-				t.Fatalf("%s: %d pages cached after reading it, want %d", p, warm[p].Cache, want)
+			if got := warm[p].Cache; got < want {
+				if got < want/2 || got == 0 {
+					t.Fatalf("%s: %d pages cached after reading it five times, want %d", p, got, want)
+				}
+				t.Logf("%s: %d of %d pages cached after reading it five times (memory pressure)", p, got, want)
 			}
 		}
 
