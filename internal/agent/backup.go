@@ -127,7 +127,7 @@ type backup struct {
 	hosts  []*hosts.Host
 	params erasure.Params
 
-	jobs      chan *chunkJob
+	jobs      chan *chunkJob // each the first of a unit (chunkJob.next)
 	uploads   chan *packJob
 	workers   sync.WaitGroup
 	upwg      sync.WaitGroup
@@ -308,7 +308,8 @@ type blobState struct {
 	ref      tree.Ref
 	err      error
 	finished bool        // ref and err are set (b.mu)
-	waiters  []*chunkJob // jobs to complete when finished (b.mu)
+	job      *chunkJob   // the job that claimed it, completed when finished
+	waiters  []*chunkJob // jobs of duplicates to complete when finished (b.mu)
 }
 
 // SmallBlob is the raw length under which a data blob is not compressed
@@ -334,12 +335,24 @@ type frame struct {
 	out     []byte
 }
 
+// chunkJob is one chunk for the workers. Jobs go to the workers in units:
+// a reader hands over a batch's small files together (one channel send,
+// one wake-up), linked by next.
 type chunkJob struct {
-	raw []byte
-	buf *[]byte // raw's buffer, back to b.cbuf once stored
-	ref tree.Ref
-	err error
-	wg  *sync.WaitGroup
+	raw  []byte
+	buf  *[]byte // raw's buffer, back to b.cbuf once stored
+	ref  tree.Ref
+	err  error
+	wg   *sync.WaitGroup
+	next *chunkJob // the next job of its unit
+}
+
+// unit gathers chunk jobs that go to the workers with one send. Each job's
+// read-ahead budget is taken as it joins, so a reader never holds bytes the
+// workers cannot release: when the budget is short it sends what it has
+// before it waits (push).
+type unit struct {
+	head, tail *chunkJob
 }
 
 type packJob struct {
@@ -679,6 +692,10 @@ type pendingFile struct {
 	jobs []*chunkJob
 	wg   sync.WaitGroup
 	err  error // read error (set by the reader before wg completes)
+	// one and first hold a file's first chunk job and its place in jobs,
+	// so that a small file, one chunk, allocates neither.
+	one   chunkJob
+	first [1]*chunkJob
 }
 
 type pendingDir struct {
@@ -868,6 +885,7 @@ func (b *backup) reader(reads <-chan readJob) {
 func (b *backup) smallReader() {
 	defer b.readers.Done()
 	var open []io.ReadCloser
+	var u unit
 	for batch := range b.reads {
 		open = slices.Grow(open[:0], len(batch))[:len(batch)]
 		for i, j := range batch {
@@ -893,7 +911,7 @@ func (b *backup) smallReader() {
 		for i, j := range batch {
 			switch f := open[i]; {
 			case f != nil:
-				j.pf.err = b.readOpen(f, j.path, j.size, j.pf)
+				j.pf.err = b.readOpen(f, j.path, j.size, j.pf, &u)
 				f.Close()
 				open[i] = nil
 			case j.pf.err == nil:
@@ -901,6 +919,10 @@ func (b *backup) smallReader() {
 			}
 			j.pf.wg.Done()
 		}
+		// The jobs' counts are in their files' WaitGroups: a file's read
+		// is done before its job reaches a worker, and its wait still
+		// waits for the job. An error here is already every job's.
+		_ = b.send(&u)
 	}
 }
 
@@ -937,12 +959,13 @@ func (b *backup) readFile(j readJob) error {
 	}
 	defer f.Close()
 	dropBehind(f, j)
-	return b.readOpen(f, j.path, j.size, j.pf)
+	return b.readOpen(f, j.path, j.size, j.pf, nil)
 }
 
 // readOpen reads the open file f, listed with size bytes, and queues its
-// chunks into pf.
-func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile) error {
+// chunks into pf. A file under chunk.MinSize, one chunk, joins u if u is not
+// nil (the caller sends it); else every chunk is sent as it is cut.
+func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile, u *unit) error {
 	if b.ctx.Err() != nil {
 		return context.Cause(b.ctx)
 	}
@@ -966,6 +989,9 @@ func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile)
 		case err == io.EOF || err == io.ErrUnexpectedEOF || (err == nil && n < len(buf)):
 			if n > 0 {
 				*bp = buf[:n]
+				if u != nil {
+					return b.push(u, bp, pf)
+				}
 				return b.queue(bp, pf)
 			}
 			b.cbuf.put(bp)
@@ -976,7 +1002,13 @@ func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile)
 		}
 		// It grew since it was listed: chunk what was read and the rest
 		// (the chunker copies from buf, which is free once it is done).
+		// The unit goes first: the chunks below wait on the budget.
 		defer b.cbuf.put(bp)
+		if u != nil {
+			if err := b.send(u); err != nil {
+				return err
+			}
+		}
 		r = io.MultiReader(bytes.NewReader(buf), f)
 	}
 	select {
@@ -1022,26 +1054,73 @@ func (b *backup) chunkInto(ch *chunk.Chunker, pf *pendingFile, what string) erro
 // touches) to the workers, once the read-ahead budget has room for the
 // buffer.
 func (b *backup) queue(bp *[]byte, pf *pendingFile) error {
-	raw := *bp
-	if !b.budget.acquire(b.ctx, cap(raw)) {
-		b.cbuf.put(bp)
-		return context.Cause(b.ctx)
+	var u unit
+	if err := b.push(&u, bp, pf); err != nil {
+		return err
 	}
-	j := &chunkJob{raw: raw, buf: bp, wg: &pf.wg}
+	return b.send(&u)
+}
+
+// push adds one chunk in a buffer of b.cbuf (which the caller no longer
+// touches) to u as a job of pf, once the read-ahead budget has room for the
+// buffer. If it has none, u is sent first: the bytes its jobs hold are
+// released only by the workers.
+func (b *backup) push(u *unit, bp *[]byte, pf *pendingFile) error {
+	raw := *bp
+	if !b.budget.tryAcquire(cap(raw)) {
+		err := b.send(u)
+		if err == nil && !b.budget.acquire(b.ctx, cap(raw)) {
+			err = context.Cause(b.ctx)
+		}
+		if err != nil {
+			b.cbuf.put(bp)
+			return err
+		}
+	}
+	var j *chunkJob
+	if pf.jobs == nil {
+		j = &pf.one
+		pf.jobs = pf.first[:0]
+	} else {
+		j = &chunkJob{}
+	}
+	*j = chunkJob{raw: raw, buf: bp, wg: &pf.wg}
 	pf.jobs = append(pf.jobs, j)
 	pf.wg.Add(1)
 	b.readBytes.Add(uint64(len(raw)))
 	b.bytes.Add(uint64(len(raw)))
+	if u.tail == nil {
+		u.head = j
+	} else {
+		u.tail.next = j
+	}
+	u.tail = j
+	return nil
+}
+
+// send hands u's jobs, if any, to the workers, and empties u. If the backup
+// ends first, the jobs fail with its cause.
+func (b *backup) send(u *unit) error {
+	head := u.head
+	if head == nil {
+		return nil
+	}
+	u.head, u.tail = nil, nil
 	select {
-	case b.jobs <- j:
+	case b.jobs <- head:
 		return nil
 	case <-b.ctx.Done():
-		b.budget.release(cap(raw))
-		j.raw, j.buf = nil, nil
-		b.cbuf.put(bp)
-		j.err = context.Cause(b.ctx)
-		pf.wg.Done()
-		return context.Cause(b.ctx)
+		err := context.Cause(b.ctx)
+		for j := head; j != nil; {
+			next := j.next
+			b.budget.release(cap(j.raw))
+			b.cbuf.put(j.buf)
+			j.raw, j.buf, j.next = nil, nil, nil
+			j.err = err
+			j.wg.Done()
+			j = next
+		}
+		return err
 	}
 }
 
@@ -1075,16 +1154,22 @@ func (b *backup) worker() {
 			b.flushFrame(f)
 			return
 		}
-		raw, bp := j.raw, j.buf
-		j.raw, j.buf = nil, nil
-		if b.ctx.Err() != nil {
-			b.complete(j, tree.Ref{}, context.Cause(b.ctx))
-		} else {
-			b.storeData(j, b.hasher.Sum(raw), raw, f)
+		held := 0
+		for j != nil {
+			next := j.next
+			raw, bp := j.raw, j.buf
+			j.raw, j.buf, j.next = nil, nil, nil
+			if b.ctx.Err() != nil {
+				b.complete(j, tree.Ref{}, context.Cause(b.ctx))
+			} else {
+				b.storeData(j, b.hasher.Sum(raw), raw, f)
+			}
+			// storeData copied raw into the frame or compressed it.
+			b.cbuf.put(bp)
+			held += cap(raw)
+			j = next
 		}
-		// storeData copied raw into the frame or compressed it.
-		b.cbuf.put(bp)
-		b.budget.release(cap(raw))
+		b.budget.release(held)
 	}
 }
 
@@ -1102,14 +1187,52 @@ func (b *backup) complete(j *chunkJob, ref tree.Ref, err error) {
 func (b *backup) finish(st *blobState, ref tree.Ref, err error) {
 	b.mu.Lock()
 	st.ref, st.err, st.finished = ref, err, true
-	ws, done := st.waiters, st.done
-	st.waiters = nil
+	j, ws, done := st.job, st.waiters, st.done
+	st.job, st.waiters = nil, nil
 	b.mu.Unlock()
 	if done != nil {
 		close(done)
 	}
+	if j != nil {
+		b.complete(j, ref, err)
+	}
 	for _, w := range ws {
 		b.complete(w, ref, err)
+	}
+}
+
+// finishFrame finishes the blobs of one frame, which refs (unless err) place
+// in one pack: under one lock, and marking the pack used once.
+func (b *backup) finishFrame(states []*blobState, refs []tree.Ref, err error) {
+	var ref tree.Ref
+	b.mu.Lock()
+	for i, st := range states {
+		if err == nil {
+			ref = refs[i]
+		}
+		st.ref, st.err, st.finished = ref, err, true
+	}
+	b.mu.Unlock()
+	if err == nil && len(refs) > 0 {
+		b.markUsed(refs[0])
+	}
+	for i, st := range states {
+		// Nothing adds to st.job or st.waiters once st is finished.
+		if err == nil {
+			ref = refs[i]
+		}
+		if st.done != nil {
+			close(st.done)
+		}
+		if j := st.job; j != nil {
+			st.job = nil
+			j.ref, j.err = ref, err
+			j.wg.Done()
+		}
+		for _, w := range st.waiters {
+			b.complete(w, ref, err)
+		}
+		st.waiters = nil
 	}
 }
 
@@ -1141,18 +1264,23 @@ func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, kn
 // the blob has its place in a pack, perhaps after storeData returns; raw is
 // not kept.
 func (b *backup) storeData(j *chunkJob, id chunk.ID, raw []byte, f *frame) {
-	st, owner, ref, known := b.claim(id)
-	if known {
+	// As claim, with the job joined to the blob under the same lock.
+	if ref, ok := b.cache.chunk(id); ok {
 		b.complete(j, ref, nil)
 		return
 	}
 	b.mu.Lock()
+	st, ok := b.inflight[id]
+	if !ok {
+		st = &blobState{job: j}
+		b.inflight[id] = st
+		b.mu.Unlock()
+		b.packData(st, id, raw, f)
+		return
+	}
 	if !st.finished {
 		st.waiters = append(st.waiters, j)
 		b.mu.Unlock()
-		if owner {
-			b.packData(st, id, raw, f)
-		}
 		return
 	}
 	ref, err := st.ref, st.err
@@ -1190,13 +1318,8 @@ func (b *backup) flushFrame(f *frame) {
 		f.out = pack.Compress(f.out[:0], f.raw)
 		refs, err = b.data.addFrame(f.out, f.members)
 	}
-	for i, st := range f.states {
-		var ref tree.Ref
-		if err == nil {
-			ref = refs[i]
-		}
-		b.finish(st, ref, err)
-	}
+	b.finishFrame(f.states, refs, err)
+	clear(f.states)
 	f.raw, f.members, f.states = f.raw[:0], f.members[:0], f.states[:0]
 }
 
@@ -1717,6 +1840,17 @@ func (b *budget) acquire(ctx context.Context, n int) bool {
 	}
 	b.used += n
 	return true
+}
+
+// tryAcquire takes n bytes if they fit now (or nothing else is held).
+func (b *budget) tryAcquire(n int) bool {
+	b.mu.Lock()
+	ok := b.used == 0 || b.used+n <= b.max
+	if ok {
+		b.used += n
+	}
+	b.mu.Unlock()
+	return ok
 }
 
 // undo gives back n bytes just taken and reports false.
