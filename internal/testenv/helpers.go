@@ -67,7 +67,12 @@ func RoundTrip[T any](t *testing.T, b []byte, parse func([]byte) (T, error), mar
 // (32768–60999), where outgoing connections and other ":0" listeners take
 // theirs, so that nothing else grabs it in between; no port is handed out
 // twice in one process. (Ports taken from ":0" collided under parallel
-// tests: "bind: address already in use".)
+// tests: "bind: address already in use".) Nor in two test processes at once
+// (go test runs packages in parallel): each port handed out is claimed with
+// a lock on a file of its own (claimPort) that the process holds until it
+// exits, so a server a test stops and starts again on its port does not
+// find another package's server there (seen: a host restarted by
+// TestMaliciousHostLog could not bind its port).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	freeMu.Lock()
@@ -77,13 +82,17 @@ func FreeAddr(t testing.TB) string {
 		if freeGiven[port] {
 			continue
 		}
+		if !claimPort(port) {
+			freeGiven[port] = true // another process's
+			continue
+		}
+		freeGiven[port] = true
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
 		}
 		ln.Close()
-		freeGiven[port] = true
 		return addr
 	}
 	t.Fatal("no free loopback port between 20000 and 32000")
