@@ -1245,7 +1245,10 @@ func (b *backup) finishFrame(states []*blobState, refs []tree.Ref, err error) {
 // the filter almost always answers no at once; then one look-up and one
 // insert in the in-flight map under the lock, instead of a look-up on
 // either side of the cache's.
-func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, known bool) {
+//
+// A state that claim makes holds j, if not nil, as the job to complete when
+// the blob is finished: the job joins it in the same section.
+func (b *backup) claim(id chunk.ID, j *chunkJob) (st *blobState, owner bool, ref tree.Ref, known bool) {
 	if ref, ok := b.cache.chunk(id); ok {
 		return nil, false, ref, true
 	}
@@ -1254,7 +1257,7 @@ func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, kn
 	if st, ok := b.inflight[id]; ok {
 		return st, false, tree.Ref{}, false
 	}
-	st = &blobState{}
+	st = &blobState{job: j}
 	b.inflight[id] = st
 	return st, true, tree.Ref{}, false
 }
@@ -1264,20 +1267,16 @@ func (b *backup) claim(id chunk.ID) (st *blobState, owner bool, ref tree.Ref, kn
 // the blob has its place in a pack, perhaps after storeData returns; raw is
 // not kept.
 func (b *backup) storeData(j *chunkJob, id chunk.ID, raw []byte, f *frame) {
-	// As claim, with the job joined to the blob under the same lock.
-	if ref, ok := b.cache.chunk(id); ok {
+	st, owner, ref, known := b.claim(id, j)
+	switch {
+	case known:
 		b.complete(j, ref, nil)
 		return
-	}
-	b.mu.Lock()
-	st, ok := b.inflight[id]
-	if !ok {
-		st = &blobState{job: j}
-		b.inflight[id] = st
-		b.mu.Unlock()
+	case owner: // j joined st in the claim
 		b.packData(st, id, raw, f)
 		return
 	}
+	b.mu.Lock()
 	if !st.finished {
 		st.waiters = append(st.waiters, j)
 		b.mu.Unlock()
@@ -1326,7 +1325,7 @@ func (b *backup) flushFrame(f *frame) {
 // storeBlob deduplicates and, if new, compresses and packs one tree blob,
 // and returns where it is.
 func (b *backup) storeBlob(t pack.BlobType, id chunk.ID, raw []byte) (tree.Ref, error) {
-	st, owner, ref, known := b.claim(id)
+	st, owner, ref, known := b.claim(id, nil)
 	if known {
 		b.markUsed(ref)
 		return ref, nil
