@@ -51,13 +51,15 @@ const packBufSize = PackTarget
 // compressing files put 200 000 of them in 16 MiB.
 const PackMaxBlobs = 32 << 10
 
-// readerBuffer is each scan slot's chunker buffer: the chunker's minimum
-// plus four average chunks. The chunker needs MaxSize bytes in view at every
-// cut, and slides what it has not consumed to the front of its buffer when
-// it reaches the end: with one average chunk of room that moved ~3.5 bytes per
-// byte chunked, with four ~1 (a third of the CPU the copies took, measured
-// with perf on the population CSV).
-const readerBuffer = chunk.MinBufferSize + 4*chunk.AvgSize
+// readerBuffer is each reader's chunker scan buffer: the chunker's minimum
+// plus one average chunk, so Readers of them stay small. The chunker needs
+// MaxSize bytes in view at each cut and slides what it has not consumed to
+// the front of its buffer when it reaches the end, ~3.5 bytes moved per byte
+// chunked. With four average chunks of room it moves about one (perf on the
+// population CSV: half the copying samples), but the 6 MiB more of live heap
+// made a 1 GB backup collect 35-37 times instead of 30-32, which took back
+// what the copies saved.
+const readerBuffer = chunk.MinBufferSize + chunk.AvgSize
 
 // Uploaders is the number of packs sealed, coded and stored at once. One is
 // enough: a 16 MiB pack takes ~30 ms to seal, code and hash, and a PUT to a
@@ -166,14 +168,13 @@ type backup struct {
 	batchSize int            // the most files in a batch of reads
 	walkers   chan struct{}  // slots for directories listed by goroutines of their own
 	readers   sync.WaitGroup
-	budget    *budget // bytes read ahead of the workers
-	cbuf      bufPool // chunk copies in flight to the workers
-	// scans bounds the files chunked at once: one per CPU, the readers of
-	// bigReads, and a small file that grew since it was listed. It holds
-	// their scan buffers (readerBuffer), made when first needed and kept for
-	// the whole backup, so a collection never makes one be allocated and
-	// faulted in again.
-	scans chan *[]byte
+	budget    *budget   // bytes read ahead of the workers
+	rbufs     sync.Pool // readers' chunker scan buffers (readerBuffer)
+	cbuf      bufPool   // chunk copies in flight to the workers
+	// scans bounds the files chunked at once (each holds a readerBuffer):
+	// one per CPU, the readers of bigReads, and a small file that grew
+	// since it was listed.
+	scans chan struct{}
 
 	files, dirs, links                           atomic.Uint64
 	bytes, readBytes, newBytes, stored, uploaded atomic.Uint64
@@ -425,11 +426,9 @@ func Backup(ctx context.Context, h *home.Home, opts Options) (*Result, error) {
 		b.packBufs <- nil
 	}
 	b.cbufs.New = func() any { s := make([]byte, chunk.BufferSize); return &s }
+	b.rbufs.New = func() any { s := make([]byte, readerBuffer); return &s }
 	b.cbuf.keep = ReadAhead // as many free as in flight: see bufPool
-	b.scans = make(chan *[]byte, max(2, runtime.NumCPU()))
-	for range cap(b.scans) {
-		b.scans <- nil
-	}
+	b.scans = make(chan struct{}, max(2, runtime.NumCPU()))
 	b.data = &packer{b: b, typ: pack.BlobData}
 	b.trees = &packer{b: b, typ: pack.BlobTree}
 
@@ -1029,17 +1028,14 @@ func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile,
 		}
 		r = io.MultiReader(bytes.NewReader(buf), f)
 	}
-	var bufp *[]byte
 	select {
-	case bufp = <-b.scans:
+	case b.scans <- struct{}{}:
+		defer func() { <-b.scans }()
 	case <-b.ctx.Done():
 		return context.Cause(b.ctx)
 	}
-	if bufp == nil {
-		s := make([]byte, readerBuffer)
-		bufp = &s
-	}
-	defer func() { b.scans <- bufp }()
+	bufp := b.rbufs.Get().(*[]byte)
+	defer b.rbufs.Put(bufp)
 	ch, err := chunk.NewChunker(b.mac, r, *bufp)
 	if err != nil {
 		return err
