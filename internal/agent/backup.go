@@ -161,6 +161,7 @@ type backup struct {
 	unrecordedBlobs int
 
 	cbufs   sync.Pool      // chunker scan buffers for tree encodings (chunk.BufferSize)
+	tbufs   sync.Pool      // stored forms of tree blobs, until the packer has copied them
 	chunker *chunk.Chunker // the walker's own chunker (standard input)
 
 	reads     chan []readJob // batches of regular files under chunk.MinSize, for the readers
@@ -1353,7 +1354,15 @@ func (b *backup) storeBlob(t pack.BlobType, id chunk.ID, raw []byte) (tree.Ref, 
 			p = b.trees
 		}
 		b.newBytes.Add(uint64(len(raw)))
-		ref, err := p.add(id, pack.Compress(nil, raw), len(raw))
+		// The packer copies the stored form: its buffer is reused (a fresh
+		// one per blob was 56 MB of garbage in a 1 GB backup).
+		bp, _ := b.tbufs.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		*bp = pack.Compress((*bp)[:0], raw)
+		ref, err := p.add(id, *bp, len(raw))
+		b.tbufs.Put(bp)
 		b.finish(st, ref, err)
 	}
 	b.mu.Lock()
@@ -1674,6 +1683,12 @@ func (b *backup) uploader() {
 
 func (b *backup) upload(job *packJob, bufs *upbufs) error {
 	size := len(job.plain) + seal.Overhead(len(job.plain))
+	if bufs.shards == nil {
+		// Sized once for the largest pack (a data pack never outgrows
+		// packBufSize, a tree pack stays well under it): grown to each
+		// pack larger than the last, it was allocated three times over.
+		bufs.shards, _ = erasure.Slot(nil, b.params, max(size, packBufSize+seal.Overhead(packBufSize)))
+	}
 	full, slot := erasure.Slot(bufs.shards, b.params, size)
 	bufs.shards = full
 	sealed, err := seal.AppendSeal(slot[:0], b.pub, PackAD(b.ds, job.id), job.plain)

@@ -413,11 +413,18 @@ type fileEntry struct {
 }
 
 func encodeEntries(es []fileEntry) []byte {
-	// Sized up front: grown by appends, a directory of a few hundred files
-	// cost its encoding about twice over in copies and garbage.
-	n := binary.MaxVarintLen64
-	for _, e := range es {
-		n += 2 + len(e.Name) + 8*binary.MaxVarintLen64 + len(e.Content)*(len(tree.Ref{}.ID)+maxLocSize)
+	// Sized exactly up front: grown by appends, a directory of a few
+	// hundred files cost its encoding about twice over in copies and
+	// garbage, and a generous estimate as much in garbage.
+	n := wire.UvarintLen(uint64(len(es)))
+	for i := range es {
+		e := &es[i]
+		n += wire.StringLen(e.Name) + wire.UvarintLen(e.Ino) + wire.UvarintLen(e.Size) + wire.VarintLen(e.MTime) +
+			wire.VarintLen(e.CTime) + wire.UvarintLen(uint64(e.Mode)) + wire.UvarintLen(uint64(e.UID)) +
+			wire.UvarintLen(uint64(e.GID)) + wire.UvarintLen(uint64(len(e.Content)))
+		for _, r := range e.Content {
+			n += len(r.ID) + len(r.Pack) + wire.UvarintLen(r.Offset) + wire.UvarintLen(r.Length) + wire.UvarintLen(r.RawLength)
+		}
 	}
 	w := wire.NewWriter(make([]byte, 0, n))
 	w.Uvarint(uint64(len(es)))

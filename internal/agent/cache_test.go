@@ -37,6 +37,9 @@ func TestEntriesRoundTrip(t *testing.T) {
 		}
 	}
 	b := encodeEntries(es)
+	if cap(b) != len(b) {
+		t.Errorf("encoding of %d bytes allocated %d", len(b), cap(b))
+	}
 	for i := range b {
 		if _, err := decodeEntries(b[:i]); !errors.Is(err, wire.ErrCorrupt) {
 			t.Fatalf("truncated at %d: %v", i, err)
@@ -71,7 +74,11 @@ func FuzzDecodeEntries(f *testing.F) {
 			es = append(es, e)
 		}
 		sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name })
-		m2, err := decodeEntries(encodeEntries(es))
+		enc := encodeEntries(es)
+		if cap(enc) != len(enc) {
+			t.Fatalf("encoding of %d bytes allocated %d", len(enc), cap(enc))
+		}
+		m2, err := decodeEntries(enc)
 		if err != nil || !reflect.DeepEqual(m, m2) {
 			t.Fatalf("re-encoding changed the entries: %v", err)
 		}

@@ -125,7 +125,9 @@ func (b *Builder) Add(t BlobType, id chunk.ID, stored []byte, rawLen int) Entry 
 
 // AddFrame appends one frame: stored is the stored form (as made by
 // Compress) of the members' raw bytes concatenated in order. It returns the
-// members' index entries, which the Builder does not keep a reference to.
+// members' index entries: a view of the Builder's own, valid until its next
+// call and not to be modified (appending to it is safe). A copy per frame was
+// ~40 MB of garbage in a 1 GB backup.
 // It panics like Add, and also on an empty member list or a frame whose raw
 // length exceeds MaxFrameLength.
 func (b *Builder) AddFrame(stored []byte, members []Member) []Entry {
@@ -165,7 +167,7 @@ func (b *Builder) AddFrame(stored []byte, members []Member) []Entry {
 		b.entries = append(b.entries, e)
 		b.indexLen += entrySize(e, i == 0)
 	}
-	return slices.Clone(b.entries[start:])
+	return b.entries[start:len(b.entries):len(b.entries)]
 }
 
 // SizeWith returns the length Finish would return after AddFrame of a

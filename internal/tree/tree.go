@@ -232,12 +232,7 @@ func (t *Tree) Marshal() ([]byte, error) {
 
 // encode writes t without validating it.
 func (t *Tree) encode() []byte {
-	size := len(Magic) + binaryLen
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		size += len(n.Name) + len(n.Target) + 6*binaryLen + (len(n.Content)+len(n.Subtree)+1)*(refMinSize+3*binaryLen)
-	}
-	w := wire.NewWriter(make([]byte, 0, size))
+	w := wire.NewWriter(make([]byte, 0, t.encodedLen()))
 	w.Fixed([]byte(Magic))
 	w.Uvarint(uint64(len(t.Nodes)))
 	for i := range t.Nodes {
@@ -264,8 +259,35 @@ func (t *Tree) encode() []byte {
 	return w.Bytes()
 }
 
-// binaryLen is a generous per-varint size estimate for preallocation.
-const binaryLen = 4
+// encodedLen is the exact length of encode's output, so that the encoding
+// is allocated once and at its size (an estimate of 4 bytes a varint and 3
+// for each of a ref's made a directory's encoding twice as large as it was).
+func (t *Tree) encodedLen() int {
+	size := len(Magic) + wire.UvarintLen(uint64(len(t.Nodes)))
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		size += wire.StringLen(n.Name) + 1 + wire.UvarintLen(uint64(n.Mode)) + wire.UvarintLen(uint64(n.UID)) +
+			wire.UvarintLen(uint64(n.GID)) + wire.VarintLen(n.MTime)
+		switch n.Type {
+		case File:
+			size += wire.UvarintLen(n.Size) + refsLen(n.Content)
+		case Dir:
+			size += refsLen(n.Subtree)
+		case Symlink:
+			size += wire.StringLen(n.Target)
+		}
+	}
+	return size
+}
+
+// refsLen is the length of a count and refs as WritePieces writes them.
+func refsLen(rs []Ref) int {
+	size := wire.UvarintLen(uint64(len(rs)))
+	for _, r := range rs {
+		size += len(r.ID) + len(r.Pack) + wire.UvarintLen(r.Offset) + wire.UvarintLen(r.Length) + wire.UvarintLen(r.RawLength)
+	}
+	return size
+}
 
 // Parse decodes and validates an encoded tree. It accepts only the canonical
 // encoding, so Marshal(Parse(b)) == b. Every error wraps wire.ErrCorrupt.

@@ -81,6 +81,9 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if cap(b) != len(b) {
+				t.Errorf("encoding of %d bytes allocated %d", len(b), cap(b))
+			}
 			got, err := Parse(b)
 			if err != nil {
 				t.Fatal(err)
@@ -359,6 +362,11 @@ func FuzzParse(f *testing.F) {
 	f.Add(small)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		testenv.RoundTrip(t, b, Parse, (*Tree).Marshal)
+		if tr, err := Parse(b); err == nil {
+			if enc := tr.encode(); cap(enc) != len(enc) {
+				t.Fatalf("encoding of %d bytes allocated %d", len(enc), cap(enc))
+			}
+		}
 	})
 }
 

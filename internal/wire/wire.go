@@ -153,6 +153,16 @@ func (r *Reader) Uvarint() uint64 {
 
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
+// UvarintLen is the length of v as Writer.Uvarint writes it, for sizing a
+// buffer exactly.
+func UvarintLen(v uint64) int { return uvarintLen(v) }
+
+// VarintLen is the length of v as Writer.Varint writes it.
+func VarintLen(v int64) int { return uvarintLen(uint64(v<<1) ^ uint64(v>>63)) }
+
+// StringLen is the length of s as Writer.String writes it.
+func StringLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
 // UvarintMax reads an unsigned varint and fails if it exceeds max.
 func (r *Reader) UvarintMax(max uint64, field string) uint64 {
 	v := r.Uvarint()

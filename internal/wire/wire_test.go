@@ -2,9 +2,38 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"testing"
 )
+
+// TestLens checks the size helpers against what the Writer writes, at every
+// varint length boundary.
+func TestLens(t *testing.T) {
+	us := []uint64{0, 1, math.MaxUint64, math.MaxUint64 - 1}
+	for shift := 7; shift < 64; shift += 7 {
+		us = append(us, 1<<shift-1, 1<<shift, 1<<shift+1)
+	}
+	for _, u := range us {
+		if got, want := UvarintLen(u), len(binary.AppendUvarint(nil, u)); got != want {
+			t.Errorf("UvarintLen(%d) = %d, want %d", u, got, want)
+		}
+		for _, v := range []int64{int64(u), -int64(u), int64(u >> 1), -int64(u >> 1), math.MinInt64, math.MaxInt64} {
+			if got, want := VarintLen(v), len(binary.AppendVarint(nil, v)); got != want {
+				t.Errorf("VarintLen(%d) = %d, want %d", v, got, want)
+			}
+		}
+	}
+	for _, n := range []int{0, 1, 127, 128, 20000} {
+		s := string(make([]byte, n))
+		w := NewWriter(nil)
+		w.String(s)
+		if got := StringLen(s); got != w.Len() {
+			t.Errorf("StringLen of %d bytes = %d, want %d", n, got, w.Len())
+		}
+	}
+}
 
 func TestRoundTrip(t *testing.T) {
 	w := NewWriter(nil)
