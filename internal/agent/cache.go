@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,8 +74,16 @@ type dirPut struct {
 // Nothing reads them before commit, which writes the rest.
 const DirBatch = 4 << 20
 
+// cacheMmapSize is the cache's initial memory map: address space, not
+// memory (on Linux the file does not grow with it). bbolt maps the file
+// anew each time it outgrows its map, doubling it, and first copies every
+// key and value of the open transaction out of the old map: ~45 MB of
+// garbage in a first backup of 1 GB, whose cache reaches ~50 MB. A 32-bit
+// address space keeps bbolt's default.
+const cacheMmapSize = (1 << 30) * (strconv.IntSize / 64)
+
 func openCache(path string) (*cache, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, Timeout: 2 * time.Second, InitialMmapSize: cacheMmapSize})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open cache %s: another backup of this dataset is running (its cache is locked)", path)
 	}
