@@ -309,14 +309,46 @@ const ReadAhead = 16 << 20
 // blobState is a blob being stored by this backup. Until finished, the
 // chunk jobs of its duplicates wait in waiters (the workers never block on
 // one another: a worker's open frame could otherwise wait on a blob in
-// another worker's, and that on this one); tree blobs wait on done.
+// another worker's, and that on this one); tree blobs wait on done. Those
+// and a failure are in a blobWait made only when needed: a first backup has
+// a blobState for each of its ~500 000 blobs in flight at some point, most
+// with no duplicate, and 96 bytes is the size class below 144.
 type blobState struct {
-	done     chan struct{} // made when a tree blob waits, closed when finished (b.mu)
 	ref      tree.Ref
-	err      error
-	finished bool        // ref and err are set (b.mu)
-	job      *chunkJob   // the job that claimed it, completed when finished
-	waiters  []*chunkJob // jobs of duplicates to complete when finished (b.mu)
+	job      *chunkJob // the job that claimed it, completed when finished
+	wait     *blobWait // (b.mu)
+	finished bool      // ref and the failure are set (b.mu)
+}
+
+// blobWait is what waits on a blobState, and its failure.
+type blobWait struct {
+	done    chan struct{} // made when a tree blob waits, closed when finished (b.mu)
+	waiters []*chunkJob   // jobs of duplicates to complete when finished (b.mu)
+	err     error
+}
+
+// waits returns st's blobWait, made if need be; b.mu must be held.
+func (st *blobState) waits() *blobWait {
+	if st.wait == nil {
+		st.wait = &blobWait{}
+	}
+	return st.wait
+}
+
+// failure is why st failed, once finished; b.mu must be held.
+func (st *blobState) failure() error {
+	if st.wait == nil {
+		return nil
+	}
+	return st.wait.err
+}
+
+// setFinished finishes st at ref, or failed with err; b.mu must be held.
+func (st *blobState) setFinished(ref tree.Ref, err error) {
+	st.ref, st.finished = ref, true
+	if err != nil {
+		st.waits().err = err
+	}
 }
 
 // SmallBlob is the raw length under which a data blob is not compressed
@@ -1204,9 +1236,15 @@ func (b *backup) complete(j *chunkJob, ref tree.Ref, err error) {
 // jobs waiting for it.
 func (b *backup) finish(st *blobState, ref tree.Ref, err error) {
 	b.mu.Lock()
-	st.ref, st.err, st.finished = ref, err, true
-	j, ws, done := st.job, st.waiters, st.done
-	st.job, st.waiters = nil, nil
+	st.setFinished(ref, err)
+	j := st.job
+	st.job = nil
+	var ws []*chunkJob
+	var done chan struct{}
+	if w := st.wait; w != nil {
+		ws, done = w.waiters, w.done
+		w.waiters = nil
+	}
 	b.mu.Unlock()
 	if done != nil {
 		close(done)
@@ -1228,29 +1266,31 @@ func (b *backup) finishFrame(states []*blobState, refs []tree.Ref, err error) {
 		if err == nil {
 			ref = refs[i]
 		}
-		st.ref, st.err, st.finished = ref, err, true
+		st.setFinished(ref, err)
 	}
 	b.mu.Unlock()
 	if err == nil && len(refs) > 0 {
 		b.markUsed(refs[0])
 	}
 	for i, st := range states {
-		// Nothing adds to st.job or st.waiters once st is finished.
+		// Nothing changes st.job or st.wait once st is finished.
 		if err == nil {
 			ref = refs[i]
-		}
-		if st.done != nil {
-			close(st.done)
 		}
 		if j := st.job; j != nil {
 			st.job = nil
 			j.ref, j.err = ref, err
 			j.wg.Done()
 		}
-		for _, w := range st.waiters {
-			b.complete(w, ref, err)
+		if w := st.wait; w != nil {
+			if w.done != nil {
+				close(w.done)
+			}
+			for _, j := range w.waiters {
+				b.complete(j, ref, err)
+			}
+			w.waiters = nil
 		}
-		st.waiters = nil
 	}
 }
 
@@ -1296,11 +1336,12 @@ func (b *backup) storeData(j *chunkJob, id chunk.ID, raw []byte, f *frame) {
 	}
 	b.mu.Lock()
 	if !st.finished {
-		st.waiters = append(st.waiters, j)
+		w := st.waits()
+		w.waiters = append(w.waiters, j)
 		b.mu.Unlock()
 		return
 	}
-	ref, err := st.ref, st.err
+	ref, err := st.ref, st.failure()
 	b.mu.Unlock()
 	b.complete(j, ref, err)
 }
@@ -1367,15 +1408,16 @@ func (b *backup) storeBlob(t pack.BlobType, id chunk.ID, raw []byte) (tree.Ref, 
 	}
 	b.mu.Lock()
 	if !st.finished {
-		if st.done == nil {
-			st.done = make(chan struct{})
+		w := st.waits()
+		if w.done == nil {
+			w.done = make(chan struct{})
 		}
-		done := st.done
+		done := w.done
 		b.mu.Unlock()
 		<-done
 		b.mu.Lock()
 	}
-	ref, err := st.ref, st.err
+	ref, err := st.ref, st.failure()
 	b.mu.Unlock()
 	if err == nil {
 		b.markUsed(ref)
