@@ -432,7 +432,7 @@ func encodeEntries(es []fileEntry) []byte {
 			wire.VarintLen(e.CTime) + wire.UvarintLen(uint64(e.Mode)) + wire.UvarintLen(uint64(e.UID)) +
 			wire.UvarintLen(uint64(e.GID)) + wire.UvarintLen(uint64(len(e.Content)))
 		for _, r := range e.Content {
-			n += len(r.ID) + len(r.Pack) + wire.UvarintLen(r.Offset) + wire.UvarintLen(r.Length) + wire.UvarintLen(r.RawLength)
+			n += tree.RefLen(r) // an ID and writeLoc: WriteRef's bytes
 		}
 	}
 	w := wire.NewWriter(make([]byte, 0, n))

@@ -82,6 +82,11 @@ func WriteRef(w *wire.Writer, r Ref) {
 	w.Uvarint(r.RawLength)
 }
 
+// RefLen is the length of r as WriteRef writes it.
+func RefLen(r Ref) int {
+	return len(r.ID) + len(r.Pack) + wire.UvarintLen(r.Offset) + wire.UvarintLen(r.Length) + wire.UvarintLen(r.RawLength)
+}
+
 // ReadRef reads a Ref written by WriteRef and fails the reader unless it is
 // valid.
 func ReadRef(r *wire.Reader) Ref {
@@ -284,7 +289,7 @@ func (t *Tree) encodedLen() int {
 func refsLen(rs []Ref) int {
 	size := wire.UvarintLen(uint64(len(rs)))
 	for _, r := range rs {
-		size += len(r.ID) + len(r.Pack) + wire.UvarintLen(r.Offset) + wire.UvarintLen(r.Length) + wire.UvarintLen(r.RawLength)
+		size += RefLen(r)
 	}
 	return size
 }
