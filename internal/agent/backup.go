@@ -711,8 +711,8 @@ func (b *backup) walkRoot() (tree.Node, error) {
 		return tree.Node{}, fmt.Errorf("back up %s: not a regular file, directory or symlink", b.opts.Path)
 	}
 	n, err := pn.wait(b)
-	if err == nil && pn.entry != nil {
-		if err := b.cache.putDir(rootKey, []fileEntry{*pn.entry}); err != nil {
+	if err == nil && pn.stamped {
+		if err := b.cache.putDir(rootKey, []fileEntry{pn.cacheEntry(&n)}); err != nil {
 			return n, fmt.Errorf("update cache: %w", err)
 		}
 	}
@@ -721,18 +721,35 @@ func (b *backup) walkRoot() (tree.Node, error) {
 
 // pendingNode is a tree node whose content or subtree may still be in the pipeline.
 type pendingNode struct {
-	node  tree.Node
-	file  *pendingFile
-	dir   *pendingDir
-	entry *fileEntry // cache entry to record for a regular file
+	node tree.Node
+	file *pendingFile
+	dir  *pendingDir
+	// A regular file's cache entry is its finished node and its stamp
+	// (cacheEntry); stamped is false for other nodes.
+	stamp   fileStamp
+	stamped bool
 }
 
-// pendingFileNode is a regular file's pending node, cache entry and read in
-// one allocation: the node points to the other two.
+// fileStamp is what a regular file's cache entry holds that its node does
+// not: the size is the one listed (the node's is what was read).
+type fileStamp struct {
+	ino, size uint64
+	ctime     int64
+}
+
+// cacheEntry is the cache entry of p, a regular file whose finished node
+// is n.
+func (p *pendingNode) cacheEntry(n *tree.Node) fileEntry {
+	return fileEntry{Name: n.Name, Ino: p.stamp.ino, Size: p.stamp.size, MTime: n.MTime, CTime: p.stamp.ctime,
+		Mode: n.Mode, UID: n.UID, GID: n.GID, Content: n.Content}
+}
+
+// pendingFileNode is a regular file's pending node and read in one
+// allocation (the 384-byte size class; with a copy of its cache entry, as
+// before the entry was made from the node, the 448-byte one).
 type pendingFileNode struct {
-	node  pendingNode
-	entry fileEntry
-	file  pendingFile
+	node pendingNode
+	file pendingFile
 }
 
 type pendingFile struct {
@@ -754,11 +771,7 @@ type pendingDir struct {
 func (p *pendingNode) wait(b *backup) (tree.Node, error) {
 	switch {
 	case p.file != nil:
-		n, err := b.finishFile(p.node, p.file)
-		if err == nil && p.entry != nil {
-			p.entry.Content = n.Content
-		}
-		return n, err
+		return b.finishFile(p.node, p.file)
 	case p.dir != nil:
 		<-p.dir.done
 		if p.dir.err != nil {
@@ -817,23 +830,21 @@ func (b *backup) saveNode(path, name string, fi fileStat, f *sourceFile, old map
 	case fi.mode.IsRegular():
 		n.Type = tree.File
 		b.files.Add(1)
-		e := fileEntry{Name: name, Ino: fi.ino, Size: uint64(fi.size), MTime: n.MTime, CTime: fi.ctime, Mode: n.Mode, UID: n.UID, GID: n.GID}
-		if o, ok := old[name]; ok && o.Ino == e.Ino && o.Size == e.Size && o.MTime == e.MTime && o.CTime == e.CTime && b.refsKnown(o.Content) {
+		stamp := fileStamp{ino: fi.ino, size: uint64(fi.size), ctime: fi.ctime}
+		if o, ok := old[name]; ok && o.Ino == stamp.ino && o.Size == stamp.size && o.MTime == n.MTime && o.CTime == stamp.ctime && b.refsKnown(o.Content) {
 			if f != nil {
 				f.Close()
 			}
 			n.Content, n.Size = o.Content, o.Size
-			e.Content = o.Content
 			b.bytes.Add(o.Size)
 			b.markUsed(o.Content...)
-			ce := e // e itself stays on the stack
-			return &pendingNode{node: n, entry: &ce}, nil
+			return &pendingNode{node: n, stamp: stamp, stamped: true}, nil
 		}
-		// One allocation for the node, its cache entry and its read.
-		pfn := &pendingFileNode{entry: e}
+		// One allocation for the node and its read.
+		pfn := &pendingFileNode{}
 		pn, pf := &pfn.node, &pfn.file
 		pf.wg.Add(1) // the read; the reader releases it
-		*pn = pendingNode{node: n, file: pf, entry: &pfn.entry}
+		*pn = pendingNode{node: n, file: pf, stamp: stamp, stamped: true}
 		j := readJob{path: path, size: fi.size, pf: pf, f: f, drop: rb.drop && fi.dev == rb.dev}
 		if fi.size < chunk.MinSize {
 			return pn, rb.add(j)
@@ -1530,13 +1541,6 @@ func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 		defer b.finishers.Done()
 		defer close(pd.done)
 		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
-		files := 0
-		for _, c := range children {
-			if c.entry != nil {
-				files++
-			}
-		}
-		entries := make([]fileEntry, 0, files)
 		for _, c := range children {
 			// Wait for every child even after a failure, so nothing is left
 			// running when the backup returns.
@@ -1546,15 +1550,24 @@ func (b *backup) listDir(path string, pd *pendingDir) (rerr error) {
 				b.fail(err)
 			}
 			t.Nodes = append(t.Nodes, n)
-			if c.entry != nil {
-				entries = append(entries, *c.entry)
-			}
 		}
 		if pd.err != nil || b.ctx.Err() != nil {
 			if pd.err == nil {
 				pd.err = context.Cause(b.ctx)
 			}
 			return
+		}
+		files := 0
+		for _, c := range children {
+			if c.stamped {
+				files++
+			}
+		}
+		entries := make([]fileEntry, 0, files)
+		for i, c := range children {
+			if c.stamped {
+				entries = append(entries, c.cacheEntry(&t.Nodes[i]))
+			}
 		}
 		if err := b.cache.putDir(path, entries); err != nil {
 			pd.err = fmt.Errorf("update cache: %w", err)

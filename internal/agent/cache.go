@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	mathbits "math/bits"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -307,20 +308,7 @@ func (c *cache) addPacks(ps []durablePack) error {
 			es = append(es, chunkindex.Entry{ID: e.ID, Pack: p.ref.ID, Offset: e.Offset, Length: uint32(e.Length), RawLength: uint32(e.RawLength)})
 		}
 	}
-	// A total order, so an unstable sort will do (13 ms for 64 Ki entries
-	// here, against 23 ms for a stable one).
-	slices.SortFunc(es, func(a, b chunkindex.Entry) int {
-		if c := cmp.Compare(binary.BigEndian.Uint64(a.ID[:8]), binary.BigEndian.Uint64(b.ID[:8])); c != 0 {
-			return c
-		}
-		if c := bytes.Compare(a.ID[:], b.ID[:]); c != 0 {
-			return c
-		}
-		if c := bytes.Compare(a.Pack[:], b.Pack[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Offset, b.Offset)
-	})
+	sortEntries(es)
 	// The same blob twice in one batch (stored twice by a race between
 	// workers, both copies in durable packs): keep one.
 	es = dedupSorted(es)
@@ -350,6 +338,83 @@ func (c *cache) addPacks(ps []durablePack) error {
 		return c.loadFilter(f.count.Load())
 	}
 	return nil
+}
+
+// sortEntries sorts es into the chunk index's order: by ID, then pack, then
+// offset. A total order, so an unstable sort will do.
+//
+// Chunk IDs are keyed BLAKE3 outputs, uniformly distributed, so their first
+// bytes almost always decide: the entries' places are sorted as 64-bit keys,
+// an ID prefix above the entry's index, and the 72-byte entries are moved
+// once, into their places; the rare runs of equal prefixes are then sorted
+// in full. A batch of 64 Ki entries took 5.5 ms against 13.5 ms for a sort
+// of the entries themselves (BenchmarkSortEntries).
+func sortEntries(es []chunkindex.Entry) {
+	n := len(es)
+	if n < 2 {
+		return
+	}
+	if uint64(n) >= sortIndexMax {
+		slices.SortFunc(es, compareEntries)
+		return
+	}
+	// mask ≥ n > every index, so no key is placed (all ones).
+	bits := uint(mathbits.Len(uint(n)))
+	mask := uint64(1)<<bits - 1
+	keys := make([]uint64, n)
+	for i := range es {
+		keys[i] = binary.BigEndian.Uint64(es[i].ID[:8])&^mask | uint64(i)
+	}
+	slices.Sort(keys)
+	// Place j takes es[keys[j]&mask]: the permutation is applied in place,
+	// a cycle at a time, each key set to placed once its entry is moved.
+	for j := range keys {
+		if keys[j] == placed {
+			continue
+		}
+		tmp := es[j]
+		cur := j
+		for {
+			src := int(keys[cur] & mask)
+			keys[cur] = placed
+			if src == j {
+				es[cur] = tmp
+				break
+			}
+			es[cur] = es[src]
+			cur = src
+		}
+	}
+	// Entries whose IDs share the prefix above the index bits are in place
+	// among the others but not yet among themselves.
+	for i := 0; i < n; {
+		p := binary.BigEndian.Uint64(es[i].ID[:8]) &^ mask
+		j := i + 1
+		for j < n && binary.BigEndian.Uint64(es[j].ID[:8])&^mask == p {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(es[i:j], compareEntries)
+		}
+		i = j
+	}
+}
+
+// placed marks a key whose entry is in its place (sortEntries).
+const placed = ^uint64(0)
+
+// sortIndexMax bounds the batches sortEntries sorts by keys: an index then
+// takes at most 32 bits, leaving 32 of ID prefix to sort by.
+const sortIndexMax = 1 << 31
+
+func compareEntries(a, b chunkindex.Entry) int {
+	if c := bytes.Compare(a.ID[:], b.ID[:]); c != 0 {
+		return c
+	}
+	if c := bytes.Compare(a.Pack[:], b.Pack[:]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Offset, b.Offset)
 }
 
 // dedupSorted drops all but the last of equal IDs in sorted es.
