@@ -35,8 +35,8 @@ const keptMin = 64 << 10
 var keptClass, _, _ = bufClass(keptMin)
 
 // poolClasses covers 256 bytes to 8 MiB: chunks up to chunk.MaxSize and
-// whole small files, read with one byte more than their size. Larger
-// requests are allocated.
+// the buffers small files are read into a batch at a time (newBatch), each
+// with one byte more than its size. Larger requests are allocated.
 const poolClasses = 1 + 4*(23-8)
 
 // The largest class holds the largest chunk (a compile-time check).

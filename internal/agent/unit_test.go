@@ -125,3 +125,95 @@ func TestUnitSendCancelled(t *testing.T) {
 		t.Fatalf("budget holds %d bytes", b2.budget.used)
 	}
 }
+
+// TestBatchBuffer: a batch's small files are read into slices of one
+// buffer whose budget is taken once; it goes back, with the budget, only
+// when the reader and every chunk in it are done with it, in either order,
+// and also when the unit is failed by send. newBatch on a failed backup
+// takes nothing.
+func TestBatchBuffer(t *testing.T) {
+	batch := []readJob{{size: 10}, {size: 0}, {size: 300}, {size: 1}}
+	fill := func(b *backup, bb *batchBuf, u *unit) []*pendingFile {
+		var pfs []*pendingFile
+		for i, j := range batch {
+			if j.size == 0 {
+				continue // an empty file makes no chunk
+			}
+			end := bb.off + int(j.size) + 1
+			raw := (*bb.bp)[bb.off:end:end][:j.size:j.size]
+			raw[0] = byte(i)
+			bb.off += int(j.size)
+			pf := &pendingFile{}
+			pfs = append(pfs, pf)
+			if err := b.pushBatched(u, raw, bb, pf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pfs
+	}
+
+	b, cancel := unitBackup(context.Background(), 1<<20)
+	defer cancel(nil)
+	bb := b.newBatch(batch)
+	held := b.budget.used
+	if held < 10+1+1+300+1+1+1 || held != cap(*bb.bp) {
+		t.Fatalf("the batch holds %d bytes of budget for a buffer of %d", held, cap(*bb.bp))
+	}
+	var u unit
+	pfs := fill(b, bb, &u)
+	if err := b.send(&u); err != nil {
+		t.Fatal(err)
+	}
+	// The reader is done first: the chunks still hold the buffer.
+	b.releaseBatch(bb)
+	if b.budget.used != held || bb.refs.Load() != int32(len(pfs)) {
+		t.Fatalf("after the reader: budget %d of %d, %d references", b.budget.used, held, bb.refs.Load())
+	}
+	var order []byte
+	for j := <-b.jobs; j != nil; {
+		next := j.next
+		order = append(order, j.raw[0])
+		if n := b.release(j.raw, j.buf, j.batch); n != 0 {
+			t.Fatalf("a batch's chunk returned %d bytes of budget of its own", n)
+		}
+		j.wg.Done()
+		j = next
+	}
+	if string(order) != "\x00\x02\x03" {
+		t.Fatalf("chunks arrived as %v", order)
+	}
+	if b.budget.used != 0 || bb.refs.Load() != 0 {
+		t.Fatalf("after the last chunk: budget %d, %d references", b.budget.used, bb.refs.Load())
+	}
+	for _, pf := range pfs {
+		pf.wg.Wait()
+	}
+
+	// A failed unit gives its references back; the reader's is the last.
+	b2, cancel2 := unitBackup(context.Background(), 1<<20)
+	b2.jobs = make(chan *chunkJob) // no worker
+	bb2 := b2.newBatch(batch)
+	var u2 unit
+	pfs2 := fill(b2, bb2, &u2)
+	cause := errors.New("a host failed")
+	cancel2(cause)
+	if err := b2.send(&u2); !errors.Is(err, cause) {
+		t.Fatalf("send after the failure: %v, want %v", err, cause)
+	}
+	for i, pf := range pfs2 {
+		pf.wg.Wait()
+		if j := pf.jobs[0]; !errors.Is(j.err, cause) || j.raw != nil || j.batch != nil {
+			t.Fatalf("file %d: job err %v, raw %v, batch %v", i, j.err, j.raw != nil, j.batch != nil)
+		}
+	}
+	if b2.budget.used == 0 {
+		t.Fatal("the batch was given back while its reader held it")
+	}
+	b2.releaseBatch(bb2)
+	if b2.budget.used != 0 {
+		t.Fatalf("budget holds %d bytes after the failed batch", b2.budget.used)
+	}
+	if b2.newBatch(batch) != nil || b2.budget.used != 0 {
+		t.Fatalf("newBatch after the failure: budget %d", b2.budget.used)
+	}
+}
