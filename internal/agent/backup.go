@@ -1121,7 +1121,8 @@ func (b *backup) readOpen(f io.Reader, path string, size int64, pf *pendingFile,
 			switch {
 			case n > 0 && bb != nil:
 				bb.off += n
-				return b.pushBatched(u, buf[:n:n], bb, pf)
+				b.pushBatched(u, buf[:n:n], bb, pf)
+				return nil
 			case n > 0:
 				*bp = buf[:n]
 				if u != nil {
@@ -1241,11 +1242,10 @@ func (b *backup) newJob(u *unit, pf *pendingFile, raw []byte) *chunkJob {
 }
 
 // pushBatched adds one chunk, raw, a slice of bb (whose budget is taken), to
-// u as a job of pf; u must not be nil.
-func (b *backup) pushBatched(u *unit, raw []byte, bb *batchBuf, pf *pendingFile) error {
+// u as a job of pf; u must not be nil. Unlike push it never waits.
+func (b *backup) pushBatched(u *unit, raw []byte, bb *batchBuf, pf *pendingFile) {
 	bb.refs.Add(1)
 	b.newJob(u, pf, raw).batch = bb
-	return nil
 }
 
 // send hands u's jobs, if any, to the workers, and empties u. If the backup
